@@ -1,0 +1,297 @@
+//! HTTP transport for Hrana pipelines: one tokio runtime and one keep-alive reqwest client per
+//! backend, requests polled in short slices so PostgreSQL interrupts are honoured, and transport
+//! errors sorted into retryable and permanent. No pgrx here: the interrupt check is passed in.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use pgrx::PgSqlErrorCode;
+
+use crate::hrana::{PipelineRequest, PipelineResponse};
+
+/// How long one poll slice lasts before PostgreSQL interrupts are checked.
+const SLICE: Duration = Duration::from_millis(100);
+/// Longest part of an error body that is quoted in a message.
+const BODY_QUOTE: usize = 300;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("could not reach \"{url}\": {detail}")]
+    Network { url: String, detail: String },
+    #[error("request to \"{url}\" timed out after {ms} ms")]
+    Timeout { url: String, ms: u64 },
+    #[error("authentication failed (HTTP {status}): {body}")]
+    Auth { status: u16, body: String },
+    #[error("Turso answered HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+    #[error("invalid response from Turso: {0}")]
+    Protocol(String),
+    #[error("Turso stream error: {message}")]
+    Stream {
+        message: String,
+        code: Option<String>,
+    },
+    #[error("statement failed in Turso: {message} (statement: {sql})")]
+    Statement { message: String, sql: String },
+}
+
+impl ClientError {
+    /// Transient failures worth retrying: network trouble, timeouts, 429 and 5xx, expired streams.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Network { .. } | ClientError::Timeout { .. } => true,
+            ClientError::Http { status, .. } => *status == 429 || *status >= 500,
+            ClientError::Stream { code, .. } => {
+                code.as_deref().is_some_and(|c| c.contains("STREAM_EXPIRED"))
+            }
+            _ => false,
+        }
+    }
+
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            ClientError::Network { .. } | ClientError::Timeout { .. } => {
+                ERRCODE_CONNECTION_FAILURE
+            }
+            ClientError::Http { .. } | ClientError::Stream { .. } => ERRCODE_CONNECTION_FAILURE,
+            ClientError::Auth { .. } => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            ClientError::Protocol(_) => ERRCODE_PROTOCOL_VIOLATION,
+            ClientError::Statement { .. } => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+        }
+    }
+
+    /// What the user should do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            ClientError::Network { .. } | ClientError::Timeout { .. } => {
+                "Check that Turso is reachable at the \"url\" option, then re-run the decoding call; nothing is lost.".into()
+            }
+            ClientError::Auth { .. } => {
+                "Check the \"auth\" option: it must be a valid Turso token for this database.".into()
+            }
+            ClientError::Http { .. } | ClientError::Stream { .. } => {
+                "Re-run the decoding call; nothing is lost.".into()
+            }
+            ClientError::Protocol(_) => {
+                "Check that the \"url\" option points at a Turso (sqld) server.".into()
+            }
+            ClientError::Statement { .. } => {
+                "Check that the Turso table matches the PostgreSQL table, then re-run the decoding call.".into()
+            }
+        }
+    }
+}
+
+/// Sends pipeline requests; `base_url` overrides the configured URL for a stream that asked for it.
+pub trait Transport {
+    fn pipeline(
+        &mut self,
+        base_url: Option<&str>,
+        request: &PipelineRequest,
+    ) -> Result<PipelineResponse, ClientError>;
+}
+
+/// The pipeline endpoint for a server base URL.
+pub fn pipeline_url(base: &str) -> String {
+    format!("{}/v2/pipeline", base.trim_end_matches('/'))
+}
+
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+
+fn runtime() -> Result<&'static tokio::runtime::Runtime, ClientError> {
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| ClientError::Protocol(format!("could not start the I/O runtime: {e}")))?;
+    Ok(RUNTIME.get_or_init(|| rt))
+}
+
+fn http_client() -> Result<&'static reqwest::Client, ClientError> {
+    if let Some(c) = CLIENT.get() {
+        return Ok(c);
+    }
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| ClientError::Protocol(format!("could not build the HTTP client: {e}")))?;
+    Ok(CLIENT.get_or_init(|| client))
+}
+
+/// Runs `fut` to completion on the backend's runtime, calling `check` between short slices
+/// (`check` may raise a PostgreSQL error, which drops the future and its connection).
+pub fn run_blocking<F: Future>(fut: F, check: &mut dyn FnMut()) -> Result<F::Output, ClientError> {
+    let rt = runtime()?;
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        match rt.block_on(tokio::time::timeout(SLICE, fut.as_mut())) {
+            Ok(out) => return Ok(out),
+            Err(_) => check(),
+        }
+    }
+}
+
+/// The real transport: HTTP POSTs through the shared keep-alive client.
+pub struct HttpTransport {
+    base_url: String,
+    auth_header: Option<String>,
+    timeout: Duration,
+    check_interrupts: fn(),
+}
+
+impl HttpTransport {
+    pub fn new(
+        base_url: String,
+        token: Option<&str>,
+        timeout: Duration,
+        check_interrupts: fn(),
+    ) -> Self {
+        HttpTransport {
+            base_url,
+            auth_header: token.map(|t| format!("Bearer {t}")),
+            timeout,
+            check_interrupts,
+        }
+    }
+}
+
+fn describe(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut msg = err.to_string();
+    let mut src = std::error::Error::source(&err);
+    while let Some(s) = src {
+        let s_text = s.to_string();
+        if !msg.contains(&s_text) {
+            msg.push_str(": ");
+            msg.push_str(&s_text);
+        }
+        src = s.source();
+    }
+    msg
+}
+
+fn quote_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(BODY_QUOTE) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+impl Transport for HttpTransport {
+    fn pipeline(
+        &mut self,
+        base_url: Option<&str>,
+        request: &PipelineRequest,
+    ) -> Result<PipelineResponse, ClientError> {
+        let url = pipeline_url(base_url.unwrap_or(&self.base_url));
+        let body = serde_json::to_vec(request)
+            .map_err(|e| ClientError::Protocol(format!("could not encode request: {e}")))?;
+        let client = http_client()?;
+        let mut req = client
+            .post(&url)
+            .timeout(self.timeout)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(h) = &self.auth_header {
+            req = req.header("authorization", h);
+        }
+        let timeout_ms = self.timeout.as_millis() as u64;
+        let fut = async move {
+            let resp = req.send().await?;
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await?;
+            Ok::<_, reqwest::Error>((status, bytes))
+        };
+        let check = self.check_interrupts;
+        let (status, bytes) = run_blocking(fut, &mut || check())?.map_err(|e| {
+            if e.is_timeout() {
+                ClientError::Timeout {
+                    url: url.clone(),
+                    ms: timeout_ms,
+                }
+            } else {
+                ClientError::Network {
+                    url: url.clone(),
+                    detail: describe(e),
+                }
+            }
+        })?;
+        match status {
+            200..=299 => serde_json::from_slice(&bytes).map_err(|e| {
+                ClientError::Protocol(format!("{e} in response body \"{}\"", quote_body(&bytes)))
+            }),
+            401 | 403 => Err(ClientError::Auth {
+                status,
+                body: quote_body(&bytes),
+            }),
+            _ => Err(ClientError::Http {
+                status,
+                body: quote_body(&bytes),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_retryable_errors() {
+        let http = |status| ClientError::Http {
+            status,
+            body: String::new(),
+        };
+        assert!(http(429).is_retryable());
+        assert!(http(503).is_retryable());
+        assert!(!http(400).is_retryable());
+        assert!(!ClientError::Auth {
+            status: 401,
+            body: String::new()
+        }
+        .is_retryable());
+        assert!(ClientError::Timeout {
+            url: "u".into(),
+            ms: 1
+        }
+        .is_retryable());
+        assert!(!ClientError::Statement {
+            message: "x".into(),
+            sql: "y".into()
+        }
+        .is_retryable());
+        assert!(ClientError::Stream {
+            message: "expired".into(),
+            code: Some("STREAM_EXPIRED".into())
+        }
+        .is_retryable());
+    }
+
+    #[test]
+    fn pipeline_url_joins_cleanly() {
+        assert_eq!(
+            pipeline_url("http://127.0.0.1:8080/"),
+            "http://127.0.0.1:8080/v2/pipeline"
+        );
+        assert_eq!(
+            pipeline_url("https://db.example"),
+            "https://db.example/v2/pipeline"
+        );
+    }
+
+    #[test]
+    fn long_bodies_are_cut() {
+        let body = "x".repeat(1000);
+        let q = quote_body(body.as_bytes());
+        assert_eq!(q.len(), BODY_QUOTE + 3);
+    }
+}

@@ -1,0 +1,203 @@
+//! The one error enum, its SQLSTATE mapping, and redaction of secrets before anything is reported.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgSqlErrorCode;
+
+use crate::client::ClientError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgTursoError {
+    #[error("could not parse value \"{value}\" for parameter \"{name}\"")]
+    InvalidOption {
+        name: String,
+        value: String,
+        hint: String,
+    },
+    #[error("option \"{name}\" = \"{value}\" is unknown")]
+    UnknownOption { name: String, value: String },
+    #[error("conflicting or redundant options")]
+    RedundantOption { name: String },
+    #[error("option \"url\" is required")]
+    MissingUrl,
+    #[error(
+        "cannot replicate {operation} on table \"{table}\": it has no primary key and no replica identity"
+    )]
+    NoReplicaIdentity { table: String, operation: String },
+    #[error("could not replicate transaction {lsn} to Turso: {source}")]
+    Replication {
+        lsn: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("could not read the replication progress of slot \"{slot}\" from Turso: {source}")]
+    Progress {
+        slot: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("could not decode a value of column \"{column}\" of table \"{table}\": {reason}")]
+    Value {
+        table: String,
+        column: String,
+        reason: String,
+    },
+}
+
+impl PgTursoError {
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            PgTursoError::InvalidOption { .. } | PgTursoError::UnknownOption { .. } => {
+                ERRCODE_INVALID_PARAMETER_VALUE
+            }
+            PgTursoError::RedundantOption { .. } => ERRCODE_SYNTAX_ERROR,
+            PgTursoError::MissingUrl => ERRCODE_INVALID_PARAMETER_VALUE,
+            PgTursoError::NoReplicaIdentity { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            PgTursoError::Replication { source, .. } | PgTursoError::Progress { source, .. } => {
+                source.sqlstate()
+            }
+            PgTursoError::Value { .. } => ERRCODE_DATA_EXCEPTION,
+        }
+    }
+
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            PgTursoError::RedundantOption { name } => {
+                Some(format!("Option \"{name}\" is given more than once."))
+            }
+            PgTursoError::Replication { .. } | PgTursoError::Progress { .. } => Some(
+                "Nothing of this transaction was applied in Turso, or all of it was; the slot did not advance past it."
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            PgTursoError::InvalidOption { hint, .. } => Some(hint.clone()),
+            PgTursoError::UnknownOption { .. } => Some(
+                "Valid options are: url, auth, table_name, timeout_ms.".to_string(),
+            ),
+            PgTursoError::MissingUrl => Some(
+                "Pass the Turso database URL, e.g. pg_logical_slot_get_changes('slot', NULL, NULL, 'url', 'http://127.0.0.1:8080/', 'auth', '<token>').".to_string(),
+            ),
+            PgTursoError::NoReplicaIdentity { table, .. } => Some(format!(
+                "Add a primary key to the table, or run ALTER TABLE {table} REPLICA IDENTITY FULL; then re-run the decoding call."
+            )),
+            PgTursoError::Replication { source, .. } | PgTursoError::Progress { source, .. } => {
+                Some(source.hint())
+            }
+            PgTursoError::Value { .. } | PgTursoError::RedundantOption { .. } => None,
+        }
+    }
+
+    /// The error as a PostgreSQL report, with every secret removed from every field.
+    pub fn into_report(self, secrets: &[&str], funcname: &'static str) -> ErrorReport {
+        let mut report = ErrorReport::new(
+            self.sqlstate(),
+            redact(&self.to_string(), secrets),
+            funcname,
+        );
+        if let Some(d) = self.detail() {
+            report = report.set_detail(redact(&d, secrets));
+        }
+        if let Some(h) = self.hint() {
+            report = report.set_hint(redact(&h, secrets));
+        }
+        report
+    }
+}
+
+/// Replaces every secret (and any `Bearer` token or credentialed URL) in `text` with `***`.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if s.len() >= 3 {
+            out = out.replace(s, "***");
+        }
+    }
+    redact_bearer(&redact_url_userinfo(&out))
+}
+
+fn redact_bearer(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("Bearer ") {
+        out.push_str(&rest[..pos + 7]);
+        let tail = &rest[pos + 7..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        if end > 0 {
+            out.push_str("***");
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `scheme://user:pass@host` -> `scheme://***@host`.
+fn redact_url_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        out.push_str(&rest[..pos + 3]);
+        let tail = &rest[pos + 3..];
+        let authority_end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '"')
+            .unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_known_secrets() {
+        assert_eq!(
+            redact("token s3cr3t failed, again s3cr3t", &["s3cr3t"]),
+            "token *** failed, again ***"
+        );
+    }
+
+    #[test]
+    fn redacts_bearer_and_userinfo() {
+        assert_eq!(
+            redact("header Authorization: Bearer abc.def.ghi sent", &[]),
+            "header Authorization: Bearer *** sent"
+        );
+        assert_eq!(
+            redact("connect to https://user:pw@host:8080/x failed", &[]),
+            "connect to https://***@host:8080/x failed"
+        );
+        assert_eq!(
+            redact("plain http://127.0.0.1:8080/ ok", &[]),
+            "plain http://127.0.0.1:8080/ ok"
+        );
+    }
+
+    #[test]
+    fn messages_follow_postgres_style() {
+        let e = PgTursoError::UnknownOption {
+            name: "foo".into(),
+            value: "bar".into(),
+        };
+        assert_eq!(e.to_string(), "option \"foo\" = \"bar\" is unknown");
+        assert_eq!(
+            PgTursoError::RedundantOption { name: "url".into() }.to_string(),
+            "conflicting or redundant options"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! pgturso: a logical decoding output plugin that replicates committed PostgreSQL transactions
+//! into Turso (libSQL) over Hrana-over-HTTP, atomically and exactly once.
+
+pub mod client;
+pub mod error;
+pub mod hrana;
+pub mod model;
+pub mod options;
+pub mod replicator;
+pub mod sql;
+
+::pgrx::pg_module_magic!();

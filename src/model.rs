@@ -1,0 +1,128 @@
+//! Owned, database-free description of what was decoded: values, table shapes and row changes.
+//!
+//! `tuple.rs` fills these from PostgreSQL tuples; `sql.rs` turns them into SQLite statements.
+//! Nothing here touches `pg_sys`, so everything downstream is testable without a database.
+
+/// One value as it travels to Turso (the Hrana value types).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Float(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    /// Rough number of bytes this value adds to a request body, used for batching limits.
+    pub fn estimated_size(&self) -> usize {
+        match self {
+            Value::Null => 16,
+            Value::Integer(_) | Value::Float(_) => 48,
+            Value::Text(s) => 32 + s.len() + s.len() / 8,
+            Value::Blob(b) => 32 + b.len().div_ceil(3) * 4,
+        }
+    }
+}
+
+/// A column value in a decoded tuple.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Value(Value),
+    /// An unchanged TOASTed value that PostgreSQL did not write to WAL: leave it as it is in Turso.
+    UnchangedToast,
+}
+
+/// The SQLite column type pgturso declares for a PostgreSQL type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlType {
+    Integer,
+    Real,
+    Text,
+    Blob,
+}
+
+impl SqlType {
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            SqlType::Integer => "INTEGER",
+            SqlType::Real => "REAL",
+            SqlType::Text => "TEXT",
+            SqlType::Blob => "BLOB",
+        }
+    }
+}
+
+/// A replicated column (dropped columns are never listed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub sql_type: SqlType,
+    pub not_null: bool,
+}
+
+/// What pgturso knows about a replicated PostgreSQL table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// PostgreSQL schema and table name, for messages.
+    pub pg_schema: String,
+    pub pg_name: String,
+    /// The table's name in Turso.
+    pub turso_name: String,
+    pub columns: Vec<Column>,
+    /// Indexes into `columns` of the key that identifies a row (primary key or replica identity index).
+    pub key: Vec<usize>,
+    /// Whether `key` is the primary key (declared as PRIMARY KEY) or another unique replica identity index.
+    pub key_is_primary: bool,
+    /// REPLICA IDENTITY FULL: old tuples carry every column.
+    pub identity_full: bool,
+}
+
+impl Table {
+    /// The Turso name: the table name for `public`, `schema.table` otherwise.
+    pub fn turso_name_for(schema: &str, name: &str) -> String {
+        if schema == "public" {
+            name.to_string()
+        } else {
+            format!("{schema}.{name}")
+        }
+    }
+
+    /// `schema.table` as PostgreSQL users write it in messages.
+    pub fn display_name(&self) -> String {
+        format!("{}.{}", self.pg_schema, self.pg_name)
+    }
+}
+
+/// One decoded row change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowChange {
+    Insert { new: Vec<Cell> },
+    /// `old` is present when the key changed or the table has REPLICA IDENTITY FULL.
+    Update { old: Option<Vec<Cell>>, new: Vec<Cell> },
+    /// `old` is absent when the table has no replica identity.
+    Delete { old: Option<Vec<Cell>> },
+}
+
+/// Formats an LSN the way PostgreSQL prints it (`0/16B3748`).
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_formats_like_postgres() {
+        assert_eq!(format_lsn(0x16B3748), "0/16B3748");
+        assert_eq!(format_lsn((1u64 << 32) | 0xA), "1/A");
+    }
+
+    #[test]
+    fn turso_names_keep_schemas_apart() {
+        assert_eq!(Table::turso_name_for("public", "t"), "t");
+        assert_eq!(Table::turso_name_for("a", "t"), "a.t");
+        assert_ne!(Table::turso_name_for("a", "t"), Table::turso_name_for("b", "t"));
+    }
+}

@@ -1,0 +1,287 @@
+//! Plugin options (`url`, `auth`, `table_name`, `timeout_ms`) -> a validated [`Options`].
+//!
+//! `plugin.rs` walks the DefElem list into `(name, value)` pairs; everything here is plain Rust.
+
+use std::time::Duration;
+
+use crate::error::PgTursoError;
+
+/// Default per-request timeout.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
+/// A `table_name` filter: schema (default `public`) and table, as PostgreSQL resolves them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFilter {
+    pub schema: String,
+    pub name: String,
+}
+
+impl TableFilter {
+    pub fn matches(&self, schema: &str, name: &str) -> bool {
+        self.schema == schema && self.name == name
+    }
+}
+
+/// Validated plugin options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Server base URL, `http://` or `https://` (a `libsql://` URL is turned into `https://`).
+    pub base_url: String,
+    /// The token without any `Bearer ` prefix.
+    pub token: Option<String>,
+    pub table: Option<TableFilter>,
+    pub timeout: Duration,
+}
+
+impl Options {
+    /// Strings that must never appear in any message.
+    pub fn secrets(&self) -> Vec<&str> {
+        self.token.as_deref().into_iter().collect()
+    }
+}
+
+fn invalid(name: &str, value: &str, hint: &str) -> PgTursoError {
+    PgTursoError::InvalidOption {
+        name: name.to_string(),
+        value: value.to_string(),
+        hint: hint.to_string(),
+    }
+}
+
+/// Option names whose values might be credentials: never echoed in errors.
+fn looks_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["auth", "token", "secret", "password", "key", "bearer", "jwt"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
+/// Parses the options given to `pg_logical_slot_get_changes` or `START_REPLICATION`.
+pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut url = None;
+    let mut token = None;
+    let mut table = None;
+    let mut timeout = Duration::from_millis(DEFAULT_TIMEOUT_MS);
+    for (name, value) in raw {
+        if seen.contains(&name.as_str()) {
+            return Err(PgTursoError::RedundantOption { name: name.clone() });
+        }
+        seen.push(name);
+        let val = value.as_deref();
+        match name.as_str() {
+            "url" => url = Some(parse_url(val.unwrap_or(""))?),
+            "auth" => token = parse_token(val.unwrap_or("")),
+            "table_name" => table = Some(parse_table(val.unwrap_or(""))?),
+            "timeout_ms" => {
+                let v = val.unwrap_or("");
+                let ms: u64 = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|ms| (1..=3_600_000).contains(ms))
+                    .ok_or_else(|| {
+                        invalid(name, v, "timeout_ms takes milliseconds from 1 to 3600000.")
+                    })?;
+                timeout = Duration::from_millis(ms);
+            }
+            _ => {
+                let shown = match val {
+                    Some(_) if looks_secret(name) => "***".to_string(),
+                    Some(v) => v.to_string(),
+                    None => "(null)".to_string(),
+                };
+                return Err(PgTursoError::UnknownOption {
+                    name: name.clone(),
+                    value: shown,
+                });
+            }
+        }
+    }
+    Ok(Options {
+        base_url: url.ok_or(PgTursoError::MissingUrl)?,
+        token,
+        table,
+        timeout,
+    })
+}
+
+/// `http://`/`https://` as given; `libsql://host` means `https://host`.
+fn parse_url(v: &str) -> Result<String, PgTursoError> {
+    const HINT: &str =
+        "The url must look like http://host:port/, https://host/ or libsql://host (meaning https).";
+    let trimmed = v.trim();
+    let parsed = reqwest::Url::parse(trimmed).map_err(|_| invalid("url", v, HINT))?;
+    let https = match parsed.scheme() {
+        "http" => false,
+        "https" | "libsql" => true,
+        _ => return Err(invalid("url", v, HINT)),
+    };
+    if parsed.host_str().is_none_or(str::is_empty) || parsed.query().is_some() {
+        return Err(invalid("url", v, HINT));
+    }
+    if https && parsed.scheme() == "libsql" {
+        let rest = &trimmed["libsql://".len()..];
+        return Ok(format!("https://{rest}"));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// The token, with any leading `Bearer ` removed; empty means no token.
+fn parse_token(v: &str) -> Option<String> {
+    let t = v.trim();
+    let t = if t.len() >= 7 && t[..7].eq_ignore_ascii_case("bearer ") {
+        t[7..].trim()
+    } else {
+        t
+    };
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// `name`, `schema.name`, with PostgreSQL identifier rules (quoted parts keep case).
+fn parse_table(v: &str) -> Result<TableFilter, PgTursoError> {
+    const HINT: &str = "Give a table name, optionally schema-qualified, e.g. 'public.t' or '\"My Schema\".\"T\"'.";
+    let parts = split_identifiers(v).ok_or_else(|| invalid("table_name", v, HINT))?;
+    match parts.as_slice() {
+        [name] => Ok(TableFilter {
+            schema: "public".into(),
+            name: name.clone(),
+        }),
+        [schema, name] => Ok(TableFilter {
+            schema: schema.clone(),
+            name: name.clone(),
+        }),
+        _ => Err(invalid("table_name", v, HINT)),
+    }
+}
+
+/// Splits a dotted name into identifiers: unquoted parts are lower-cased, quoted parts are kept.
+fn split_identifiers(v: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut chars = v.trim().chars().peekable();
+    loop {
+        let mut ident = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        ident.push('"');
+                    }
+                    '"' => break,
+                    c => ident.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' || c == '"' {
+                    break;
+                }
+                ident.extend(c.to_lowercase());
+                chars.next();
+            }
+            ident = ident.trim().to_string();
+        }
+        if ident.is_empty() {
+            return None;
+        }
+        parts.push(ident);
+        match chars.next() {
+            None => return Some(parts),
+            Some('.') => continue,
+            Some(_) => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, Option<&str>)]) -> Result<Options, PgTursoError> {
+        let raw: Vec<(String, Option<String>)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect();
+        parse(&raw)
+    }
+
+    #[test]
+    fn minimal_options() {
+        let o = opts(&[("url", Some("http://127.0.0.1:8080/")), ("auth", Some("s3cr3t"))]).unwrap();
+        assert_eq!(o.base_url, "http://127.0.0.1:8080/");
+        assert_eq!(o.token.as_deref(), Some("s3cr3t"));
+        assert_eq!(o.table, None);
+        assert_eq!(o.timeout, Duration::from_millis(DEFAULT_TIMEOUT_MS));
+    }
+
+    #[test]
+    fn bearer_prefix_is_optional() {
+        let o = opts(&[("url", Some("http://h/")), ("auth", Some("Bearer abc"))]).unwrap();
+        assert_eq!(o.token.as_deref(), Some("abc"));
+        let o = opts(&[("url", Some("http://h/")), ("auth", Some(""))]).unwrap();
+        assert_eq!(o.token, None);
+    }
+
+    #[test]
+    fn libsql_means_https() {
+        let o = opts(&[("url", Some("libsql://db-org.turso.io"))]).unwrap();
+        assert_eq!(o.base_url, "https://db-org.turso.io");
+    }
+
+    #[test]
+    fn bad_urls_are_rejected_in_postgres_wording() {
+        for bad in ["ftp://h/", "not a url", "", "http://", "http://h/?authToken=x"] {
+            let e = opts(&[("url", Some(bad))]).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("could not parse value \"{bad}\" for parameter \"url\"")
+            );
+        }
+    }
+
+    #[test]
+    fn url_is_required() {
+        assert!(matches!(
+            opts(&[("auth", Some("x"))]),
+            Err(PgTursoError::MissingUrl)
+        ));
+    }
+
+    #[test]
+    fn unknown_and_repeated_options() {
+        let e = opts(&[("url", Some("http://h/")), ("foo", Some("bar"))]).unwrap_err();
+        assert_eq!(e.to_string(), "option \"foo\" = \"bar\" is unknown");
+        let e = opts(&[("url", Some("http://h/")), ("url", Some("http://h/"))]).unwrap_err();
+        assert_eq!(e.to_string(), "conflicting or redundant options");
+    }
+
+    #[test]
+    fn unknown_secret_looking_options_hide_their_value() {
+        let e = opts(&[("url", Some("http://h/")), ("token", Some("s3cr3t"))]).unwrap_err();
+        assert_eq!(e.to_string(), "option \"token\" = \"***\" is unknown");
+    }
+
+    #[test]
+    fn table_names_follow_identifier_rules() {
+        let t = |v| opts(&[("url", Some("http://h/")), ("table_name", Some(v))]).map(|o| o.table.unwrap());
+        assert_eq!(t("T").unwrap(), TableFilter { schema: "public".into(), name: "t".into() });
+        assert_eq!(t("s.Tab").unwrap(), TableFilter { schema: "s".into(), name: "tab".into() });
+        assert_eq!(
+            t("\"My S\".\"a.\"\"b\"").unwrap(),
+            TableFilter { schema: "My S".into(), name: "a.\"b".into() }
+        );
+        assert!(t("a.b.c").is_err());
+        assert!(t("").is_err());
+        assert!(t("\"open").is_err());
+    }
+
+    #[test]
+    fn timeout_bounds() {
+        let t = |v| opts(&[("url", Some("http://h/")), ("timeout_ms", Some(v))]);
+        assert_eq!(t("1500").unwrap().timeout, Duration::from_millis(1500));
+        assert!(t("0").is_err());
+        assert!(t("abc").is_err());
+    }
+}

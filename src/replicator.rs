@@ -1,0 +1,366 @@
+//! The replication core: turns decoded transactions into Turso transactions, exactly once.
+//!
+//! Each PostgreSQL transaction with replicated changes becomes one Turso transaction on one Hrana
+//! stream. It is sent in pieces when it outgrows the request limits, and its last request also
+//! upserts the progress row `(system_id, slot) -> commit LSN`. Transactions at or below the stored
+//! LSN are skipped, so re-decoding after a failure never applies anything twice. Plain Rust: the
+//! transport is a trait, so this is tested without a network.
+
+use std::collections::HashSet;
+
+use crate::client::{ClientError, Transport};
+use crate::error::PgTursoError;
+use crate::hrana::{
+    self, BatchPart, PipelineRequest, PipelineResponse, StreamRequest, StreamResponse,
+    StreamResult,
+};
+use crate::model::{format_lsn, RowChange, Table, Value};
+use crate::sql::{self, Stmt};
+
+/// Name of the progress table in Turso.
+pub const PROGRESS_TABLE: &str = "_pgturso_progress";
+
+/// Limits on one request of a transaction; larger transactions span several requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_records: 2000,
+            max_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+/// An open Hrana stream holding a Turso transaction across requests.
+struct Stream {
+    baton: String,
+    base_url: Option<String>,
+}
+
+/// The Turso side of the transaction being decoded.
+struct Txn {
+    lsn: u64,
+    /// Already applied in Turso (at or below the progress LSN): decode, but send nothing.
+    skip: Option<bool>,
+    changes: usize,
+    pending: Vec<Stmt>,
+    pending_bytes: usize,
+    stream: Option<Stream>,
+    /// Tables created by this transaction, remembered only once it commits.
+    created: Vec<String>,
+}
+
+/// Per-decoding-session replication state.
+pub struct Replicator<T: Transport> {
+    transport: T,
+    system_id: String,
+    slot: String,
+    limits: Limits,
+    applied_lsn: Option<Option<u64>>,
+    ensured: HashSet<String>,
+    txn: Option<Txn>,
+}
+
+impl<T: Transport> Replicator<T> {
+    pub fn new(transport: T, system_id: String, slot: String, limits: Limits) -> Self {
+        Replicator {
+            transport,
+            system_id,
+            slot,
+            limits,
+            applied_lsn: None,
+            ensured: HashSet::new(),
+            txn: None,
+        }
+    }
+
+    /// BEGIN of a decoded transaction whose commit record is at `lsn`.
+    pub fn begin(&mut self, lsn: u64) {
+        self.txn = Some(Txn {
+            lsn,
+            skip: None,
+            changes: 0,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            stream: None,
+            created: Vec::new(),
+        });
+    }
+
+    /// Whether the current transaction is already in Turso (reads the progress row once).
+    fn should_skip(&mut self) -> Result<bool, PgTursoError> {
+        let lsn = self.txn.as_ref().expect("change callback runs inside a transaction").lsn;
+        if let Some(skip) = self.txn.as_ref().and_then(|t| t.skip) {
+            return Ok(skip);
+        }
+        let applied = match self.applied_lsn {
+            Some(a) => a,
+            None => {
+                let a = self.read_progress().map_err(|source| PgTursoError::Progress {
+                    slot: self.slot.clone(),
+                    source,
+                })?;
+                self.applied_lsn = Some(a);
+                a
+            }
+        };
+        let skip = applied.is_some_and(|a| lsn <= a);
+        self.txn.as_mut().expect("checked above").skip = Some(skip);
+        Ok(skip)
+    }
+
+    fn read_progress(&mut self) -> Result<Option<u64>, ClientError> {
+        let req = PipelineRequest {
+            baton: None,
+            requests: vec![
+                hrana::query(&progress_ddl(), vec![]),
+                hrana::query(
+                    &format!(
+                        "SELECT \"lsn\" FROM {} WHERE \"system_id\" = ? AND \"slot\" = ?",
+                        sql::quote_ident(PROGRESS_TABLE)
+                    ),
+                    vec![
+                        Value::Text(self.system_id.clone()),
+                        Value::Text(self.slot.clone()),
+                    ],
+                ),
+                StreamRequest::Close,
+            ],
+        };
+        let resp = self.transport.pipeline(None, &req)?;
+        let mut results = resp.results.into_iter();
+        for (i, r) in results.by_ref().take(2).enumerate() {
+            match r {
+                StreamResult::Ok {
+                    response: StreamResponse::Execute { result },
+                } if i == 1 => {
+                    return match result.rows.first().and_then(|row| row.first()) {
+                        None => Ok(None),
+                        Some(v) => v.as_i64().map(|l| Some(l as u64)).ok_or_else(|| {
+                            ClientError::Protocol(format!("unexpected progress value {v:?}"))
+                        }),
+                    };
+                }
+                StreamResult::Ok { .. } => {}
+                StreamResult::Error { error } => {
+                    return Err(ClientError::Stream {
+                        message: error.message,
+                        code: error.code,
+                    })
+                }
+            }
+        }
+        Err(ClientError::Protocol(
+            "missing result for the progress query".into(),
+        ))
+    }
+
+    /// Adds one row change of `table`; returns false when the transaction is skipped.
+    pub fn change(&mut self, table: &Table, change: &RowChange) -> Result<bool, PgTursoError> {
+        if self.should_skip()? {
+            return Ok(false);
+        }
+        let stmt = sql::row_change(table, change)?;
+        self.ensure_table(table)?;
+        self.push(stmt)?;
+        self.txn.as_mut().expect("inside a transaction").changes += 1;
+        Ok(true)
+    }
+
+    /// TRUNCATE of the given replicated tables.
+    pub fn truncate(&mut self, tables: &[Table]) -> Result<bool, PgTursoError> {
+        if tables.is_empty() || self.should_skip()? {
+            return Ok(false);
+        }
+        for table in tables {
+            self.ensure_table(table)?;
+            self.push(sql::truncate(table))?;
+        }
+        self.txn.as_mut().expect("inside a transaction").changes += 1;
+        Ok(true)
+    }
+
+    fn ensure_table(&mut self, table: &Table) -> Result<(), PgTursoError> {
+        let create = sql::create_table(table);
+        let txn = self.txn.as_mut().expect("inside a transaction");
+        if self.ensured.contains(&create.sql) || txn.created.contains(&create.sql) {
+            return Ok(());
+        }
+        txn.created.push(create.sql.clone());
+        self.push(create)
+    }
+
+    fn push(&mut self, stmt: Stmt) -> Result<(), PgTursoError> {
+        let txn = self.txn.as_mut().expect("inside a transaction");
+        let size = stmt.estimated_size();
+        if !txn.pending.is_empty()
+            && (txn.pending.len() >= self.limits.max_records
+                || txn.pending_bytes + size > self.limits.max_bytes)
+        {
+            self.flush(false)?;
+        }
+        let txn = self.txn.as_mut().expect("inside a transaction");
+        txn.pending_bytes += size;
+        txn.pending.push(stmt);
+        Ok(())
+    }
+
+    /// Sends the pending statements; `commit` adds the progress row and COMMIT and closes the stream.
+    fn flush(&mut self, commit: bool) -> Result<(), PgTursoError> {
+        let txn = self.txn.as_mut().expect("inside a transaction");
+        let lsn = txn.lsn;
+        let mut stmts = std::mem::take(&mut txn.pending);
+        txn.pending_bytes = 0;
+        if commit {
+            stmts.push(progress_upsert(&self.system_id, &self.slot, lsn));
+        }
+        let sqls: Vec<String> = stmts.iter().map(|s| s.sql.clone()).collect();
+        let part = BatchPart {
+            begin: txn.stream.is_none(),
+            commit,
+        };
+        let (batch, layout) = hrana::transaction_batch(stmts, part);
+        let mut requests = vec![batch];
+        if commit {
+            requests.push(StreamRequest::Close);
+        }
+        let stream = txn.stream.take();
+        let req = PipelineRequest {
+            baton: stream.as_ref().map(|s| s.baton.clone()),
+            requests,
+        };
+        let base = stream.as_ref().and_then(|s| s.base_url.clone());
+        let wrap = |source| PgTursoError::Replication {
+            lsn: format_lsn(lsn),
+            source,
+        };
+        let resp = self.transport.pipeline(base.as_deref(), &req).map_err(wrap)?;
+        let next = check_batch(resp, &layout, &sqls, commit).map_err(wrap)?;
+        self.txn.as_mut().expect("inside a transaction").stream = next.map(|(baton, base_url)| Stream {
+            baton,
+            base_url: base_url.or(base),
+        });
+        Ok(())
+    }
+
+    /// COMMIT of the decoded transaction. Returns the output line when something was replicated.
+    pub fn commit(&mut self) -> Result<Option<String>, PgTursoError> {
+        let Some(txn) = self.txn.as_ref() else {
+            return Ok(None);
+        };
+        if txn.changes == 0 || txn.skip == Some(true) {
+            self.txn = None;
+            return Ok(None);
+        }
+        let (lsn, changes) = (txn.lsn, txn.changes);
+        self.flush(true)?;
+        let txn = self.txn.take().expect("inside a transaction");
+        self.ensured.extend(txn.created);
+        self.applied_lsn = Some(Some(lsn));
+        Ok(Some(format!(
+            "COMMIT {}: {changes} change{}",
+            format_lsn(lsn),
+            if changes == 1 { "" } else { "s" }
+        )))
+    }
+
+    /// Number of changes replicated so far in the current transaction.
+    pub fn current_changes(&self) -> usize {
+        self.txn.as_ref().map_or(0, |t| t.changes)
+    }
+}
+
+fn progress_ddl() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\"system_id\" TEXT NOT NULL, \"slot\" TEXT NOT NULL, \"lsn\" INTEGER NOT NULL, \"lsn_text\" TEXT NOT NULL, \"updated_at\" TEXT NOT NULL, PRIMARY KEY (\"system_id\", \"slot\"))",
+        sql::quote_ident(PROGRESS_TABLE)
+    )
+}
+
+fn progress_upsert(system_id: &str, slot: &str, lsn: u64) -> Stmt {
+    Stmt::new(
+        format!(
+            "INSERT INTO {} (\"system_id\", \"slot\", \"lsn\", \"lsn_text\", \"updated_at\") VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) ON CONFLICT (\"system_id\", \"slot\") DO UPDATE SET \"lsn\" = excluded.\"lsn\", \"lsn_text\" = excluded.\"lsn_text\", \"updated_at\" = excluded.\"updated_at\"",
+            sql::quote_ident(PROGRESS_TABLE)
+        ),
+        vec![
+            Value::Text(system_id.to_string()),
+            Value::Text(slot.to_string()),
+            Value::Integer(lsn as i64),
+            Value::Text(format_lsn(lsn)),
+        ],
+    )
+}
+
+/// Checks a transaction batch response; returns the stream (baton, base_url) to continue on.
+fn check_batch(
+    resp: PipelineResponse,
+    layout: &hrana::BatchLayout,
+    sqls: &[String],
+    commit: bool,
+) -> Result<Option<(String, Option<String>)>, ClientError> {
+    let PipelineResponse {
+        baton,
+        base_url,
+        results,
+    } = resp;
+    let result = match results.into_iter().next() {
+        Some(StreamResult::Ok {
+            response: StreamResponse::Batch { result },
+        }) => result,
+        Some(StreamResult::Error { error }) => {
+            return Err(ClientError::Stream {
+                message: error.message,
+                code: error.code,
+            })
+        }
+        other => {
+            return Err(ClientError::Protocol(format!(
+                "expected a batch result, got {other:?}"
+            )))
+        }
+    };
+    if let Some((step, err)) = hrana::first_step_error(&result) {
+        let sql = step
+            .checked_sub(layout.first_stmt)
+            .and_then(|i| sqls.get(i))
+            .map_or_else(|| "BEGIN/COMMIT".to_string(), |s| shorten(s));
+        return Err(ClientError::Statement {
+            message: err.message.clone(),
+            sql,
+        });
+    }
+    let last = layout.commit_step.unwrap_or(layout.first_stmt + layout.stmts);
+    let ran_all = (0..last.min(result.step_results.len()))
+        .all(|i| result.step_results[i].is_some())
+        && layout.commit_step.is_none_or(|c| result.step_results.get(c).is_some_and(Option::is_some));
+    if !ran_all {
+        return Err(ClientError::Protocol(
+            "Turso skipped a step of the transaction without reporting an error".into(),
+        ));
+    }
+    if commit {
+        return Ok(None);
+    }
+    match baton {
+        Some(b) => Ok(Some((b, base_url))),
+        None => Err(ClientError::Protocol(
+            "Turso did not keep the transaction's stream open (no baton)".into(),
+        )),
+    }
+}
+
+fn shorten(sql: &str) -> String {
+    match sql.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &sql[..cut]),
+        None => sql.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

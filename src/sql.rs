@@ -1,0 +1,398 @@
+//! SQLite statements for decoded changes: identifiers quoted, values always bound as arguments.
+//!
+//! Inserts and updates that keep the key are upserts on the key, so applying a change to a row that
+//! already has that state converges instead of failing; UPDATEs that change the key move the row.
+
+use crate::error::PgTursoError;
+use crate::model::{Cell, RowChange, Table, Value};
+
+/// One SQL statement with its positional arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stmt {
+    pub sql: String,
+    pub args: Vec<Value>,
+}
+
+impl Stmt {
+    pub fn new(sql: impl Into<String>, args: Vec<Value>) -> Self {
+        Stmt { sql: sql.into(), args }
+    }
+
+    /// Rough size of this statement in a request body.
+    pub fn estimated_size(&self) -> usize {
+        64 + self.sql.len() + self.args.iter().map(Value::estimated_size).sum::<usize>()
+    }
+}
+
+/// Quotes an identifier for SQLite: wrapped in double quotes, inner quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn column_list(table: &Table, cols: &[usize]) -> String {
+    cols.iter()
+        .map(|&i| quote_ident(&table.columns[i].name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `CREATE TABLE IF NOT EXISTS` with the columns in PostgreSQL order and the key.
+pub fn create_table(table: &Table) -> Stmt {
+    let mut parts: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let mut def = format!("{} {}", quote_ident(&c.name), c.sql_type.as_sql());
+            if c.not_null {
+                def.push_str(" NOT NULL");
+            }
+            def
+        })
+        .collect();
+    if !table.key.is_empty() {
+        let kind = if table.key_is_primary {
+            "PRIMARY KEY"
+        } else {
+            "UNIQUE"
+        };
+        parts.push(format!("{kind} ({})", column_list(table, &table.key)));
+    }
+    Stmt::new(
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            quote_ident(&table.turso_name),
+            parts.join(", ")
+        ),
+        vec![],
+    )
+}
+
+/// TRUNCATE empties the Turso table.
+pub fn truncate(table: &Table) -> Stmt {
+    Stmt::new(
+        format!("DELETE FROM {}", quote_ident(&table.turso_name)),
+        vec![],
+    )
+}
+
+/// The statements that apply one row change.
+pub fn row_change(table: &Table, change: &RowChange) -> Result<Stmt, PgTursoError> {
+    match change {
+        RowChange::Insert { new } => Ok(upsert(table, new)),
+        RowChange::Update { old, new } => update(table, old.as_deref(), new),
+        RowChange::Delete { old } => delete(table, old.as_deref()),
+    }
+}
+
+fn present(cells: &[Cell]) -> Vec<usize> {
+    cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, Cell::Value(_)))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn value(cells: &[Cell], i: usize) -> Value {
+    match &cells[i] {
+        Cell::Value(v) => v.clone(),
+        Cell::UnchangedToast => Value::Null,
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// INSERT of the present columns; with a key, an upsert that overwrites those columns.
+fn upsert(table: &Table, new: &[Cell]) -> Stmt {
+    let cols = present(new);
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        quote_ident(&table.turso_name),
+        column_list(table, &cols),
+        placeholders(cols.len())
+    );
+    sql.push_str(&upsert_clause(table, &cols));
+    Stmt::new(sql, cols.iter().map(|&i| value(new, i)).collect())
+}
+
+/// `ON CONFLICT (key) DO UPDATE SET ...` for keyed tables, empty otherwise.
+pub fn upsert_clause(table: &Table, cols: &[usize]) -> String {
+    if table.key.is_empty() {
+        return String::new();
+    }
+    let sets: Vec<String> = cols
+        .iter()
+        .filter(|i| !table.key.contains(i))
+        .map(|&i| {
+            let c = quote_ident(&table.columns[i].name);
+            format!("{c} = excluded.{c}")
+        })
+        .collect();
+    let target = column_list(table, &table.key);
+    if sets.is_empty() {
+        format!(" ON CONFLICT ({target}) DO NOTHING")
+    } else {
+        format!(" ON CONFLICT ({target}) DO UPDATE SET {}", sets.join(", "))
+    }
+}
+
+fn key_values(table: &Table, cells: &[Cell]) -> Option<Vec<Value>> {
+    table
+        .key
+        .iter()
+        .map(|&i| match cells.get(i) {
+            Some(Cell::Value(Value::Null)) | Some(Cell::UnchangedToast) | None => None,
+            Some(Cell::Value(v)) => Some(v.clone()),
+        })
+        .collect()
+}
+
+fn key_predicate(table: &Table) -> String {
+    table
+        .key
+        .iter()
+        .map(|&i| format!("{} = ?", quote_ident(&table.columns[i].name)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// Matches one row on every old value, NULL-safe (`IS`), for REPLICA IDENTITY FULL without a key.
+fn full_row_match(table: &Table, old: &[Cell]) -> (String, Vec<Value>) {
+    let cols = present(old);
+    let preds: Vec<String> = cols
+        .iter()
+        .map(|&i| format!("{} IS ?", quote_ident(&table.columns[i].name)))
+        .collect();
+    let name = quote_ident(&table.turso_name);
+    let sql = format!(
+        "rowid = (SELECT rowid FROM {name} WHERE {} LIMIT 1)",
+        if preds.is_empty() {
+            "1".to_string()
+        } else {
+            preds.join(" AND ")
+        }
+    );
+    (sql, cols.iter().map(|&i| value(old, i)).collect())
+}
+
+fn no_identity(table: &Table, op: &str) -> PgTursoError {
+    PgTursoError::NoReplicaIdentity {
+        table: table.display_name(),
+        operation: op.to_string(),
+    }
+}
+
+fn update(table: &Table, old: Option<&[Cell]>, new: &[Cell]) -> Result<Stmt, PgTursoError> {
+    if !table.key.is_empty() {
+        let new_key = key_values(table, new).ok_or_else(|| no_identity(table, "UPDATE"))?;
+        let old_key = match old {
+            Some(old) => key_values(table, old).unwrap_or_else(|| new_key.clone()),
+            None => new_key.clone(),
+        };
+        if old_key == new_key {
+            return Ok(upsert(table, new));
+        }
+        // The key changed: move the row, keeping columns PostgreSQL did not send (unchanged TOAST).
+        let cols = present(new);
+        let (set, mut args) = set_clause(table, &cols, new);
+        args.extend(old_key);
+        return Ok(Stmt::new(
+            format!(
+                "UPDATE {} SET {set} WHERE {}",
+                quote_ident(&table.turso_name),
+                key_predicate(table)
+            ),
+            args,
+        ));
+    }
+    match old {
+        Some(old) if table.identity_full => {
+            let cols = present(new);
+            let (set, mut args) = set_clause(table, &cols, new);
+            let (pred, pred_args) = full_row_match(table, old);
+            args.extend(pred_args);
+            Ok(Stmt::new(
+                format!(
+                    "UPDATE {} SET {set} WHERE {pred}",
+                    quote_ident(&table.turso_name)
+                ),
+                args,
+            ))
+        }
+        _ => Err(no_identity(table, "UPDATE")),
+    }
+}
+
+fn set_clause(table: &Table, cols: &[usize], new: &[Cell]) -> (String, Vec<Value>) {
+    let set = cols
+        .iter()
+        .map(|&i| format!("{} = ?", quote_ident(&table.columns[i].name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (set, cols.iter().map(|&i| value(new, i)).collect())
+}
+
+fn delete(table: &Table, old: Option<&[Cell]>) -> Result<Stmt, PgTursoError> {
+    let old = old.ok_or_else(|| no_identity(table, "DELETE"))?;
+    let name = quote_ident(&table.turso_name);
+    if !table.key.is_empty() {
+        let key = key_values(table, old).ok_or_else(|| no_identity(table, "DELETE"))?;
+        return Ok(Stmt::new(
+            format!("DELETE FROM {name} WHERE {}", key_predicate(table)),
+            key,
+        ));
+    }
+    if !table.identity_full {
+        return Err(no_identity(table, "DELETE"));
+    }
+    let (pred, args) = full_row_match(table, old);
+    Ok(Stmt::new(format!("DELETE FROM {name} WHERE {pred}"), args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Column, SqlType};
+
+    fn col(name: &str, t: SqlType, nn: bool) -> Column {
+        Column {
+            name: name.into(),
+            sql_type: t,
+            not_null: nn,
+        }
+    }
+
+    fn table(key: Vec<usize>, full: bool) -> Table {
+        Table {
+            pg_schema: "public".into(),
+            pg_name: "t".into(),
+            turso_name: "t".into(),
+            columns: vec![
+                col("id", SqlType::Integer, true),
+                col("v", SqlType::Text, false),
+                col("we\"ird", SqlType::Real, false),
+            ],
+            key,
+            key_is_primary: true,
+            identity_full: full,
+        }
+    }
+
+    fn v(x: Value) -> Cell {
+        Cell::Value(x)
+    }
+
+    #[test]
+    fn create_table_quotes_and_keys() {
+        let s = create_table(&table(vec![0], false));
+        assert_eq!(
+            s.sql,
+            "CREATE TABLE IF NOT EXISTS \"t\" (\"id\" INTEGER NOT NULL, \"v\" TEXT, \"we\"\"ird\" REAL, PRIMARY KEY (\"id\"))"
+        );
+        assert!(s.args.is_empty());
+    }
+
+    #[test]
+    fn insert_is_upsert_with_bound_values() {
+        let row = vec![
+            v(Value::Integer(1)),
+            v(Value::Text("'; DROP TABLE t; --".into())),
+            v(Value::Null),
+        ];
+        let s = row_change(&table(vec![0], false), &RowChange::Insert { new: row }).unwrap();
+        assert_eq!(
+            s.sql,
+            "INSERT INTO \"t\" (\"id\", \"v\", \"we\"\"ird\") VALUES (?, ?, ?) ON CONFLICT (\"id\") DO UPDATE SET \"v\" = excluded.\"v\", \"we\"\"ird\" = excluded.\"we\"\"ird\""
+        );
+        assert_eq!(s.args[1], Value::Text("'; DROP TABLE t; --".into()));
+    }
+
+    #[test]
+    fn insert_without_key_is_plain() {
+        let row = vec![v(Value::Integer(1)), v(Value::Null), v(Value::Float(1.5))];
+        let s = row_change(&table(vec![], true), &RowChange::Insert { new: row }).unwrap();
+        assert_eq!(
+            s.sql,
+            "INSERT INTO \"t\" (\"id\", \"v\", \"we\"\"ird\") VALUES (?, ?, ?)"
+        );
+    }
+
+    #[test]
+    fn update_skips_unchanged_toast() {
+        let new = vec![
+            v(Value::Integer(1)),
+            Cell::UnchangedToast,
+            v(Value::Float(2.0)),
+        ];
+        let s = row_change(&table(vec![0], false), &RowChange::Update { old: None, new }).unwrap();
+        assert_eq!(
+            s.sql,
+            "INSERT INTO \"t\" (\"id\", \"we\"\"ird\") VALUES (?, ?) ON CONFLICT (\"id\") DO UPDATE SET \"we\"\"ird\" = excluded.\"we\"\"ird\""
+        );
+    }
+
+    #[test]
+    fn key_change_moves_the_row() {
+        let old = vec![v(Value::Integer(1)), v(Value::Null), v(Value::Null)];
+        let new = vec![
+            v(Value::Integer(2)),
+            v(Value::Text("x".into())),
+            v(Value::Null),
+        ];
+        let s = row_change(
+            &table(vec![0], false),
+            &RowChange::Update {
+                old: Some(old),
+                new,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            s.sql,
+            "UPDATE \"t\" SET \"id\" = ?, \"v\" = ?, \"we\"\"ird\" = ? WHERE \"id\" = ?"
+        );
+        assert_eq!(s.args.last(), Some(&Value::Integer(1)));
+    }
+
+    #[test]
+    fn full_identity_matches_one_row_null_safe() {
+        let old = vec![v(Value::Integer(1)), v(Value::Null), v(Value::Float(1.0))];
+        let s = row_change(&table(vec![], true), &RowChange::Delete { old: Some(old) }).unwrap();
+        assert_eq!(
+            s.sql,
+            "DELETE FROM \"t\" WHERE rowid = (SELECT rowid FROM \"t\" WHERE \"id\" IS ? AND \"v\" IS ? AND \"we\"\"ird\" IS ? LIMIT 1)"
+        );
+        assert_eq!(s.args.len(), 3);
+    }
+
+    #[test]
+    fn no_identity_is_an_error_naming_the_table() {
+        let err = row_change(&table(vec![], false), &RowChange::Delete { old: None }).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("\"public.t\""), "{msg}");
+        let upd = RowChange::Update {
+            old: None,
+            new: vec![v(Value::Integer(1)), v(Value::Null), v(Value::Null)],
+        };
+        assert!(row_change(&table(vec![], false), &upd).is_err());
+    }
+
+    #[test]
+    fn composite_key_delete() {
+        let mut t = table(vec![0, 1], false);
+        t.columns[1].not_null = true;
+        let old = vec![
+            v(Value::Integer(1)),
+            v(Value::Text("a".into())),
+            v(Value::Null),
+        ];
+        let s = row_change(&t, &RowChange::Delete { old: Some(old) }).unwrap();
+        assert_eq!(
+            s.sql,
+            "DELETE FROM \"t\" WHERE \"id\" = ? AND \"v\" = ?"
+        );
+        assert_eq!(s.args, vec![Value::Integer(1), Value::Text("a".into())]);
+    }
+}
