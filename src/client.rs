@@ -195,6 +195,8 @@ impl Transport for HttpTransport {
         let url = pipeline_url(base_url.unwrap_or(&self.base_url));
         let body = serde_json::to_vec(request)
             .map_err(|e| ClientError::Protocol(format!("could not encode request: {e}")))?;
+        // reqwest builds its connector inside the runtime's context.
+        let _entered = runtime()?.enter();
         let client = http_client()?;
         let mut req = client
             .post(&url)

@@ -6,7 +6,9 @@ pub mod error;
 pub mod hrana;
 pub mod model;
 pub mod options;
+mod plugin;
 pub mod replicator;
 pub mod sql;
+mod tuple;
 
 ::pgrx::pg_module_magic!();

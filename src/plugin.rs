@@ -1,0 +1,286 @@
+//! The output plugin: `_PG_output_plugin_init` and every callback, each a thin shim that turns
+//! raw decoding inputs into owned values, calls the [`Replicator`] and reports any error.
+//!
+//! Per-slot state is a boxed [`State`] in `ctx->output_plugin_private`. It is freed by a reset
+//! callback on the decoding context's memory context, so it goes away on shutdown and on error
+//! alike (`pg_logical_slot_get_changes` does not call the shutdown callback when it errors).
+
+use std::ffi::{c_void, CStr};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::client::HttpTransport;
+use crate::error::PgTursoError;
+use crate::model::{RowChange, Table};
+use crate::options::{self, Options};
+use crate::replicator::{Limits, Replicator};
+use crate::tuple;
+
+/// Everything one decoding session keeps.
+struct State {
+    options: Options,
+    replicator: Replicator<HttpTransport>,
+    /// Reset after every change, so per-row allocations (output functions, detoasting) are freed.
+    change_cxt: pg_sys::MemoryContext,
+}
+
+fn check_interrupts() {
+    pg_sys::check_for_interrupts!();
+}
+
+/// Raises `err` as a PostgreSQL ERROR with every secret removed.
+fn raise(err: PgTursoError, secrets: &[&str]) -> ! {
+    err.into_report(secrets, "pgturso")
+        .report(PgLogLevel::ERROR);
+    unreachable!("an ERROR report does not return")
+}
+
+fn ok_or_raise<T>(r: Result<T, PgTursoError>, options: &Options) -> T {
+    r.unwrap_or_else(|e| raise(e, &options.secrets()))
+}
+
+/// # Safety
+/// `ctx` must be the decoding context handed to a callback after a non-init startup.
+unsafe fn state<'a>(ctx: *mut pg_sys::LogicalDecodingContext) -> &'a mut State {
+    // SAFETY: startup stored a `Box<State>` here; it lives until the context is deleted.
+    unsafe {
+        let p = (*ctx).output_plugin_private as *mut State;
+        assert!(!p.is_null(), "pgturso state is set by the startup callback");
+        &mut *p
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn free_state(arg: *mut c_void) {
+    // SAFETY: `arg` is the pointer produced by `Box::into_raw` in startup, freed exactly once here.
+    drop(unsafe { Box::from_raw(arg as *mut State) });
+}
+
+/// `(name, value)` pairs from the DefElem list of plugin options.
+unsafe fn raw_options(list: *mut pg_sys::List) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    if list.is_null() {
+        return out;
+    }
+    // SAFETY: `list` is the decoding context's list of DefElem nodes.
+    unsafe {
+        for i in 0..(*list).length {
+            let elem = pg_sys::list_nth(list, i) as *mut pg_sys::DefElem;
+            let name = CStr::from_ptr((*elem).defname).to_string_lossy().into_owned();
+            let value = if (*elem).arg.is_null() {
+                None
+            } else {
+                Some(
+                    CStr::from_ptr(pg_sys::defGetString(elem))
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            };
+            out.push((name, value));
+        }
+    }
+    out
+}
+
+/// Entry point PostgreSQL looks up when loading the plugin.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn _PG_output_plugin_init(cb: *mut pg_sys::OutputPluginCallbacks) {
+    // SAFETY: PostgreSQL passes a valid, zeroed callback struct.
+    unsafe {
+        (*cb).startup_cb = Some(pgturso_startup);
+        (*cb).begin_cb = Some(pgturso_begin);
+        (*cb).change_cb = Some(pgturso_change);
+        (*cb).truncate_cb = Some(pgturso_truncate);
+        (*cb).commit_cb = Some(pgturso_commit);
+        (*cb).shutdown_cb = Some(pgturso_shutdown);
+    }
+}
+
+/* STARTUP callback */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_startup(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    opt: *mut pg_sys::OutputPluginOptions,
+    is_init: bool,
+) {
+    // SAFETY: valid pointers from PostgreSQL for the duration of the call.
+    unsafe {
+        (*opt).output_type = pg_sys::OutputPluginOutputType::OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
+        (*ctx).output_plugin_private = std::ptr::null_mut();
+        if is_init {
+            // Slot creation passes no options and decodes nothing.
+            return;
+        }
+        // The options (and so the token) are part of the query text: keep that text out of the
+        // server log lines of any error raised while decoding.
+        pg_sys::debug_query_string = std::ptr::null();
+        let options = match options::parse(&raw_options((*ctx).output_plugin_options)) {
+            Ok(o) => o,
+            Err(e) => raise(e, &[]),
+        };
+        let slot = CStr::from_ptr((*(*ctx).slot).data.name.data.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        let system_id = pg_sys::GetSystemIdentifier().to_string();
+        let transport = HttpTransport::new(
+            options.base_url.clone(),
+            options.token.as_deref(),
+            options.timeout,
+            check_interrupts,
+        );
+        let change_cxt = pg_sys::AllocSetContextCreateInternal(
+            (*ctx).context,
+            c"pgturso change".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        let state = Box::new(State {
+            replicator: Replicator::new(transport, system_id, slot, Limits::default()),
+            options,
+            change_cxt,
+        });
+        let raw = Box::into_raw(state);
+        (*ctx).output_plugin_private = raw as *mut c_void;
+        let cb = pg_sys::MemoryContextAlloc(
+            (*ctx).context,
+            std::mem::size_of::<pg_sys::MemoryContextCallback>(),
+        ) as *mut pg_sys::MemoryContextCallback;
+        (*cb).func = Some(free_state);
+        (*cb).arg = raw as *mut c_void;
+        (*cb).next = std::ptr::null_mut();
+        pg_sys::MemoryContextRegisterResetCallback((*ctx).context, cb);
+    }
+}
+
+/* SHUTDOWN callback: the state is freed with the decoding context's memory */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_shutdown(_ctx: *mut pg_sys::LogicalDecodingContext) {}
+
+/* BEGIN callback */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_begin(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+) {
+    // SAFETY: valid pointers from PostgreSQL; final_lsn is the commit record's LSN.
+    unsafe { state(ctx).replicator.begin((*txn).final_lsn) };
+}
+
+/// Runs `f` with the per-change memory context current, then resets it.
+unsafe fn in_change_cxt<T>(state: &State, f: impl FnOnce() -> T) -> T {
+    // SAFETY: plain memory context switch; PostgreSQL's error recovery restores the current
+    // context if `f` raises.
+    unsafe {
+        let old = pg_sys::CurrentMemoryContext;
+        pg_sys::CurrentMemoryContext = state.change_cxt;
+        let out = f();
+        pg_sys::CurrentMemoryContext = old;
+        pg_sys::MemoryContextReset(state.change_cxt);
+        out
+    }
+}
+
+fn wanted(options: &Options, table: &Table) -> bool {
+    options
+        .table
+        .as_ref()
+        .is_none_or(|f| f.matches(&table.pg_schema, &table.pg_name))
+}
+
+/* CHANGE callback */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_change(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    _txn: *mut pg_sys::ReorderBufferTXN,
+    rel: pg_sys::Relation,
+    change: *mut pg_sys::ReorderBufferChange,
+) {
+    // SAFETY: valid pointers from PostgreSQL for the duration of the call.
+    unsafe {
+        let state = state(ctx);
+        let info = ok_or_raise(tuple::rel_info(rel), &state.options);
+        if !wanted(&state.options, &info.table) {
+            return;
+        }
+        let tupdesc = (*rel).rd_att;
+        let tp = (*change).data.tp;
+        let tuple_of = |buf: *mut pg_sys::ReorderBufferTupleBuf| {
+            if buf.is_null() {
+                Ok(None)
+            } else {
+                tuple::cells(&info, tupdesc, &mut (*buf).tuple).map(Some)
+            }
+        };
+        let decoded = in_change_cxt(state, || -> Result<Option<RowChange>, PgTursoError> {
+            use pg_sys::ReorderBufferChangeType::*;
+            Ok(match (*change).action {
+                REORDER_BUFFER_CHANGE_INSERT => tuple_of(tp.newtuple)?.map(|new| RowChange::Insert { new }),
+                REORDER_BUFFER_CHANGE_UPDATE => tuple_of(tp.newtuple)?.map(|new| RowChange::Update {
+                    old: None,
+                    new,
+                }),
+                REORDER_BUFFER_CHANGE_DELETE => Some(RowChange::Delete {
+                    old: tuple_of(tp.oldtuple)?,
+                }),
+                _ => None,
+            })
+        });
+        let decoded = ok_or_raise(decoded, &state.options);
+        let Some(mut row) = decoded else { return };
+        if let RowChange::Update { old, .. } = &mut row {
+            *old = ok_or_raise(
+                in_change_cxt(state, || tuple_of(tp.oldtuple)),
+                &state.options,
+            );
+        }
+        let result = state.replicator.change(&info.table, &row);
+        ok_or_raise(result, &state.options);
+    }
+}
+
+/* TRUNCATE callback */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_truncate(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    _txn: *mut pg_sys::ReorderBufferTXN,
+    nrelations: i32,
+    relations: *mut pg_sys::Relation,
+    _change: *mut pg_sys::ReorderBufferChange,
+) {
+    // SAFETY: `relations` holds `nrelations` open relations.
+    unsafe {
+        let state = state(ctx);
+        let rels = std::slice::from_raw_parts(relations, nrelations.max(0) as usize);
+        let mut tables = Vec::with_capacity(rels.len());
+        for &rel in rels {
+            let info = ok_or_raise(tuple::rel_info(rel), &state.options);
+            if wanted(&state.options, &info.table) {
+                tables.push(info.table.clone());
+            }
+        }
+        let result = state.replicator.truncate(&tables);
+        ok_or_raise(result, &state.options);
+    }
+}
+
+/* COMMIT callback: returns only once Turso has committed the transaction */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_commit(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    _txn: *mut pg_sys::ReorderBufferTXN,
+    _commit_lsn: pg_sys::XLogRecPtr,
+) {
+    // SAFETY: valid pointers from PostgreSQL for the duration of the call.
+    unsafe {
+        let state = state(ctx);
+        let line = ok_or_raise(state.replicator.commit(), &state.options);
+        if let Some(line) = line {
+            pg_sys::OutputPluginPrepareWrite(ctx, true);
+            pg_sys::appendBinaryStringInfo((*ctx).out, line.as_ptr().cast(), line.len() as i32);
+            pg_sys::OutputPluginWrite(ctx, true);
+        }
+    }
+}

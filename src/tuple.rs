@@ -1,0 +1,276 @@
+//! Relation and tuple access: `Relation`/`HeapTuple` -> owned [`Table`] and [`Cell`]s.
+//!
+//! One of the two files with raw pointers. Relation descriptions are cached per backend and
+//! dropped by a relcache invalidation callback, as pgoutput does, so DDL decoded between DML
+//! is seen at the right point of the stream.
+
+use std::cell::{Cell as StdCell, RefCell};
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+
+use crate::error::PgTursoError;
+use crate::model::{Cell, Column, SqlType, Table, Value};
+
+/// How to read one replicated column out of a tuple.
+struct ColumnReader {
+    /// Index of the attribute in the tuple descriptor.
+    att: usize,
+    base_type: pg_sys::Oid,
+    output_fn: pg_sys::Oid,
+    varlena: bool,
+}
+
+/// A replicated relation: its Turso shape and how to read its tuples.
+pub struct RelInfo {
+    pub table: Table,
+    readers: Vec<ColumnReader>,
+}
+
+thread_local! {
+    static CACHE: RefCell<HashMap<pg_sys::Oid, Rc<RelInfo>>> = RefCell::new(HashMap::new());
+    static CALLBACK_REGISTERED: StdCell<bool> = const { StdCell::new(false) };
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn invalidate(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if relid == pg_sys::InvalidOid {
+            c.clear();
+        } else {
+            c.remove(&relid);
+        }
+    });
+}
+
+/// The cached description of `rel`, built on first use after any invalidation.
+///
+/// # Safety
+/// `rel` must be a valid, open relation handed to an output plugin callback.
+pub unsafe fn rel_info(rel: pg_sys::Relation) -> Result<Rc<RelInfo>, PgTursoError> {
+    if !CALLBACK_REGISTERED.get() {
+        // SAFETY: registering a plain function with no argument; callbacks live for the backend.
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(invalidate), pg_sys::Datum::from(0)) };
+        CALLBACK_REGISTERED.set(true);
+    }
+    // SAFETY: the caller guarantees `rel` is valid.
+    let relid = unsafe { (*rel).rd_id };
+    if let Some(info) = CACHE.with(|c| c.borrow().get(&relid).cloned()) {
+        return Ok(info);
+    }
+    // SAFETY: as above.
+    let info = Rc::new(unsafe { describe(rel) }?);
+    CACHE.with(|c| c.borrow_mut().insert(relid, info.clone()));
+    Ok(info)
+}
+
+fn name_str(name: &pg_sys::NameData) -> String {
+    // SAFETY: NameData is a NUL-terminated fixed-size buffer.
+    unsafe { CStr::from_ptr(name.data.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The SQLite type for a (base) PostgreSQL type.
+fn sql_type(base: pg_sys::Oid) -> SqlType {
+    match base {
+        pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID | pg_sys::OIDOID | pg_sys::BOOLOID => {
+            SqlType::Integer
+        }
+        pg_sys::FLOAT4OID | pg_sys::FLOAT8OID => SqlType::Real,
+        pg_sys::BYTEAOID => SqlType::Blob,
+        _ => SqlType::Text,
+    }
+}
+
+unsafe fn describe(rel: pg_sys::Relation) -> Result<RelInfo, PgTursoError> {
+    // SAFETY: `rel` is valid (caller); rd_rel and rd_att are always set on an open relation.
+    unsafe {
+        let class = (*rel).rd_rel;
+        let pg_name = name_str(&(*class).relname);
+        let ns = pg_sys::get_namespace_name((*class).relnamespace);
+        let pg_schema = if ns.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(ns).to_string_lossy().into_owned()
+        };
+        let tupdesc = (*rel).rd_att;
+        let natts = (*tupdesc).natts as usize;
+        let attrs = (*tupdesc).attrs.as_slice(natts);
+        let mut columns = Vec::new();
+        let mut readers = Vec::new();
+        // attnum (1-based) -> index in `columns`
+        let mut by_attnum = vec![None; natts + 1];
+        for (i, att) in attrs.iter().enumerate() {
+            if att.attisdropped {
+                continue;
+            }
+            let base = pg_sys::getBaseType(att.atttypid);
+            let mut output_fn = pg_sys::InvalidOid;
+            let mut varlena = false;
+            pg_sys::getTypeOutputInfo(att.atttypid, &mut output_fn, &mut varlena);
+            by_attnum[i + 1] = Some(columns.len());
+            columns.push(Column {
+                name: name_str(&att.attname),
+                sql_type: sql_type(base),
+                not_null: att.attnotnull,
+            });
+            readers.push(ColumnReader {
+                att: i,
+                base_type: base,
+                output_fn,
+                varlena: att.attlen == -1,
+            });
+        }
+        let replident = (*class).relreplident as u8;
+        // Fills rd_pkindex and rd_replidindex.
+        pg_sys::list_free(pg_sys::RelationGetIndexList(rel));
+        let (key_index, key_is_primary) =
+            if replident == b'i' && (*rel).rd_replidindex != pg_sys::InvalidOid {
+                let rid = (*rel).rd_replidindex;
+                (rid, rid == (*rel).rd_pkindex)
+            } else {
+                ((*rel).rd_pkindex, true)
+            };
+        let key = if key_index == pg_sys::InvalidOid {
+            Vec::new()
+        } else {
+            index_columns(key_index, &by_attnum)
+        };
+        Ok(RelInfo {
+            table: Table {
+                turso_name: Table::turso_name_for(&pg_schema, &pg_name),
+                pg_schema,
+                pg_name,
+                columns,
+                key_is_primary: key_is_primary && !key.is_empty(),
+                key,
+                identity_full: replident == b'f',
+            },
+            readers,
+        })
+    }
+}
+
+/// Column positions (in `columns`) of an index's key attributes.
+unsafe fn index_columns(index: pg_sys::Oid, by_attnum: &[Option<usize>]) -> Vec<usize> {
+    // SAFETY: the index exists in the historic catalog snapshot decoding runs under; the
+    // relcache reference is released before returning.
+    unsafe {
+        let idx = pg_sys::RelationIdGetRelation(index);
+        if idx.is_null() {
+            return Vec::new();
+        }
+        let form = (*idx).rd_index;
+        let n = (*form).indnkeyatts as usize;
+        let attnums = (*form).indkey.values.as_slice(n);
+        let cols = attnums
+            .iter()
+            .filter_map(|&a| by_attnum.get(a as usize).copied().flatten())
+            .collect();
+        pg_sys::RelationClose(idx);
+        cols
+    }
+}
+
+/// The replicated columns of `tuple`, in `info.table.columns` order.
+///
+/// # Safety
+/// `tuple` must be a valid heap tuple of the relation `info` describes, with descriptor `tupdesc`.
+pub unsafe fn cells(
+    info: &RelInfo,
+    tupdesc: pg_sys::TupleDesc,
+    tuple: pg_sys::HeapTuple,
+) -> Result<Vec<Cell>, PgTursoError> {
+    // SAFETY: caller guarantees the tuple matches the descriptor.
+    unsafe {
+        let natts = (*tupdesc).natts as usize;
+        let mut values = vec![pg_sys::Datum::from(0); natts];
+        let mut nulls = vec![true; natts];
+        pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        info.readers
+            .iter()
+            .zip(&info.table.columns)
+            .map(|(r, col)| {
+                if nulls[r.att] {
+                    Ok(Cell::Value(Value::Null))
+                } else {
+                    read(r, values[r.att]).map_err(|reason| PgTursoError::Value {
+                        table: info.table.display_name(),
+                        column: col.name.clone(),
+                        reason,
+                    })
+                }
+            })
+            .collect()
+    }
+}
+
+/// A float as Hrana can carry it: JSON has no NaN or infinities, so those travel as text.
+fn float_value(f: f64) -> Value {
+    if f.is_nan() {
+        Value::Text("NaN".into())
+    } else if f.is_infinite() {
+        Value::Text(if f > 0.0 { "Infinity" } else { "-Infinity" }.into())
+    } else {
+        Value::Float(f)
+    }
+}
+
+unsafe fn read(r: &ColumnReader, datum: pg_sys::Datum) -> Result<Cell, String> {
+    // SAFETY: `datum` is a non-null value of the column's type (caller).
+    unsafe {
+        if r.varlena {
+            let ptr = datum.cast_mut_ptr::<pg_sys::varlena>();
+            if pgrx::varlena::varatt_is_1b_e(ptr)
+                && pgrx::varlena::vartag_external(ptr) as u32
+                    == pg_sys::vartag_external::VARTAG_ONDISK
+            {
+                return Ok(Cell::UnchangedToast);
+            }
+        }
+        let bits = datum.value();
+        let v = match r.base_type {
+            pg_sys::INT2OID => Value::Integer(bits as i16 as i64),
+            pg_sys::INT4OID => Value::Integer(bits as i32 as i64),
+            pg_sys::INT8OID => Value::Integer(bits as i64),
+            pg_sys::OIDOID => Value::Integer(bits as u32 as i64),
+            pg_sys::BOOLOID => Value::Integer(((bits & 0xff) != 0) as i64),
+            pg_sys::FLOAT4OID => float_value(f32::from_bits(bits as u32) as f64),
+            pg_sys::FLOAT8OID => float_value(f64::from_bits(bits as u64)),
+            pg_sys::BYTEAOID => {
+                let detoasted = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                Value::Blob(pgrx::varlena::varlena_to_byte_slice(detoasted).to_vec())
+            }
+            _ => {
+                let text = pg_sys::OidOutputFunctionCall(r.output_fn, datum);
+                let s = CStr::from_ptr(text)
+                    .to_str()
+                    .map_err(|e| format!("the value is not valid UTF-8 ({e})"))?
+                    .to_string();
+                pg_sys::pfree(text.cast());
+                Value::Text(s)
+            }
+        };
+        Ok(Cell::Value(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_floats_travel_as_text() {
+        assert_eq!(float_value(f64::NAN), Value::Text("NaN".into()));
+        assert_eq!(float_value(f64::INFINITY), Value::Text("Infinity".into()));
+        assert_eq!(
+            float_value(f64::NEG_INFINITY),
+            Value::Text("-Infinity".into())
+        );
+        assert_eq!(float_value(-0.5), Value::Float(-0.5));
+    }
+}

@@ -1,0 +1,381 @@
+//! End-to-end harness: a real PostgreSQL cluster (started once per test binary, stopped by a
+//! watchdog when the binary exits) and a real sqld per test, both on loopback, plus a tiny HTTP
+//! client and a fault-injecting proxy for failures sqld cannot produce by itself.
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value as Json};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let out = Command::new("pg_config").arg("--bindir").output().expect("pg_config on PATH");
+    Path::new(String::from_utf8(out.stdout).unwrap().trim()).join(name)
+}
+
+/// Runs a command as the postgres user when we are root (initdb and pg_ctl refuse root).
+fn as_pg_user(bin: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn work_dir() -> PathBuf {
+    let base = std::env::var("PGTURSO_TEST_DIR").unwrap_or_else(|_| "/tmp".into());
+    let dir = Path::new(&base).join(format!("pgturso-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The shared PostgreSQL cluster.
+pub struct Pg {
+    pub port: u16,
+    pub data: PathBuf,
+    pub log: PathBuf,
+}
+
+static PG: OnceLock<Pg> = OnceLock::new();
+
+pub fn pg() -> &'static Pg {
+    PG.get_or_init(start_pg)
+}
+
+fn start_pg() -> Pg {
+    let dir = work_dir().join("pg");
+    std::fs::create_dir_all(&dir).unwrap();
+    if is_root() {
+        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir));
+        run(Command::new("chmod").args(["755"]).arg(dir.parent().unwrap()));
+    }
+    let data = dir.join("data");
+    let log = dir.join("server.log");
+    let port = free_port();
+    run(as_pg_user(&pg_bin("initdb"))
+        .args(["-D"])
+        .arg(&data)
+        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"]));
+    let has_opl = Command::new(pg_bin("postgres"))
+        .arg("--describe-config")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("output_plugin_libraries"))
+        .unwrap_or(false);
+    let libdir = String::from_utf8(
+        Command::new("pg_config").arg("--pkglibdir").output().unwrap().stdout,
+    )
+    .unwrap();
+    let has_cron = Path::new(libdir.trim()).join("pg_cron.so").exists();
+    let mut conf = format!(
+        "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
+         wal_level = logical\nmax_replication_slots = 64\nmax_wal_senders = 32\n\
+         max_connections = 100\nfsync = off\nlog_line_prefix = '%m [%p] '\n",
+        dir.display()
+    );
+    if has_opl {
+        conf.push_str("output_plugin_libraries = 'pgoutput, test_decoding, pgturso'\n");
+    }
+    if has_cron {
+        conf.push_str(
+            "shared_preload_libraries = 'pg_cron'\ncron.database_name = 'postgres'\ncron.use_background_workers = on\nmax_worker_processes = 32\n",
+        );
+    }
+    let conf_path = data.join("postgresql.auto.conf");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&conf_path).unwrap();
+    f.write_all(conf.as_bytes()).unwrap();
+    run(as_pg_user(&pg_bin("pg_ctl"))
+        .args(["-D"])
+        .arg(&data)
+        .args(["-l"])
+        .arg(&log)
+        .args(["-w", "-t", "60", "start"])
+        .env_remove("RUST_BACKTRACE"));
+    // Stop the cluster when this test binary exits, however it exits.
+    let watchdog = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}; rm -rf '{dir}'",
+        pid = std::process::id(),
+        stop = if is_root() {
+            format!("runuser -u postgres -- '{}' -D '{}' stop -m immediate", pg_bin("pg_ctl").display(), data.display())
+        } else {
+            format!("'{}' -D '{}' stop -m immediate", pg_bin("pg_ctl").display(), data.display())
+        },
+        dir = work_dir().display()
+    );
+    Command::new("setsid")
+        .args(["sh", "-c", &watchdog])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start watchdog");
+    Pg { port, data, log }
+}
+
+impl Pg {
+    pub fn connect(&self, db: &str) -> postgres::Client {
+        postgres::Client::connect(
+            &format!("host=127.0.0.1 port={} user=postgres dbname={db}", self.port),
+            postgres::NoTls,
+        )
+        .unwrap_or_else(|e| panic!("connect to {db}: {e}"))
+    }
+
+    /// A fresh database for one test.
+    pub fn fresh_db(&self, name: &str) -> postgres::Client {
+        let mut admin = self.connect("postgres");
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        self.connect(name)
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A key pair and a signed EdDSA JWT, made with openssl.
+pub struct Auth {
+    pub public_key: PathBuf,
+    pub token: String,
+}
+
+pub fn make_auth(dir: &Path) -> Auth {
+    let private = dir.join("jwt-private.pem");
+    let public = dir.join("jwt-public.pem");
+    run(Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&private));
+    run(Command::new("openssl").args(["pkey", "-in"]).arg(&private).arg("-pubout").arg("-out").arg(&public));
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let signing_input = format!(
+        "{}.{}",
+        b64(br#"{"alg":"EdDSA","typ":"JWT"}"#),
+        b64(json!({"a": "rw", "iat": now}).to_string().as_bytes())
+    );
+    let input = dir.join("jwt-input");
+    std::fs::write(&input, &signing_input).unwrap();
+    let sig = Command::new("openssl")
+        .args(["pkeyutl", "-sign", "-inkey"])
+        .arg(&private)
+        .arg("-rawin")
+        .arg("-in")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(sig.status.success(), "openssl sign failed");
+    Auth {
+        public_key: public,
+        token: format!("{signing_input}.{}", b64(&sig.stdout)),
+    }
+}
+
+pub fn sqld_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PGTURSO_SQLD") {
+        return p.into();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/sqld/sqld")
+}
+
+/// A real sqld on loopback, killed on drop.
+pub struct Sqld {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub auth: Option<Auth>,
+}
+
+impl Sqld {
+    pub fn start(name: &str, with_auth: bool) -> Sqld {
+        let dir = work_dir().join(format!("sqld-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let auth = with_auth.then(|| make_auth(&dir));
+        let mut s = Sqld { child: None, port: free_port(), dir, auth };
+        s.restart();
+        s
+    }
+
+    /// Starts (again) on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut cmd = Command::new(sqld_bin());
+        cmd.arg("--http-listen-addr")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--db-path")
+            .arg(self.dir.join("data.sqld"))
+            .arg("--no-welcome")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("sqld.log")).unwrap());
+        if let Some(a) = &self.auth {
+            cmd.arg("--auth-jwt-key-file").arg(&a.public_key);
+        }
+        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("start sqld {:?}: {e}", sqld_bin())));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "sqld did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, like a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn token(&self) -> &str {
+        self.auth.as_ref().map_or("", |a| a.token.as_str())
+    }
+
+    /// Runs one statement on sqld and returns its rows as JSON values (`null`, numbers, strings).
+    pub fn query(&self, sql: &str) -> Vec<Vec<Json>> {
+        let body = json!({"baton": null, "requests": [
+            {"type": "execute", "stmt": {"sql": sql}}, {"type": "close"}]});
+        let (status, resp) = http_post(self.port, "/v2/pipeline", self.auth.as_ref().map(|a| a.token.as_str()), &body.to_string());
+        assert_eq!(status, 200, "sqld query failed: {resp}");
+        let resp: Json = serde_json::from_str(&resp).unwrap();
+        let result = &resp["results"][0];
+        assert_eq!(result["type"], "ok", "sqld query {sql} failed: {result}");
+        result["response"]["result"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| match v["type"].as_str().unwrap() {
+                        "null" => Json::Null,
+                        "integer" => json!(v["value"].as_str().unwrap().parse::<i64>().unwrap()),
+                        "float" => v["value"].clone(),
+                        "text" => v["value"].clone(),
+                        "blob" => json!(format!("blob:{}", v["base64"].as_str().unwrap())),
+                        other => panic!("unknown value type {other}"),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    pub fn table_exists(&self, name: &str) -> bool {
+        !self
+            .query(&format!("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{name}'"))
+            .is_empty()
+    }
+}
+
+impl Drop for Sqld {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.1 POST; returns (status, body).
+pub fn http_post(port: u16, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let (status, _headers, body) = proxy::parse_response(&raw).expect("valid HTTP response");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Rows of a PostgreSQL query, each column rendered as text (NULL as None).
+pub fn pg_rows(c: &mut postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    c.simple_query(sql)
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `pg_logical_slot_get_changes` with the given options; returns the data column or the error.
+pub fn get_changes(
+    c: &mut postgres::Client,
+    slot: &str,
+    opts: &[(&str, &str)],
+) -> Result<Vec<String>, postgres::Error> {
+    let mut sql = format!("SELECT data FROM pg_logical_slot_get_changes('{slot}', NULL, NULL");
+    for (k, v) in opts {
+        sql.push_str(&format!(", '{}', '{}'", k.replace('\'', "''"), v.replace('\'', "''")));
+    }
+    sql.push(')');
+    c.query(sql.as_str(), &[]).map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}
+
+/// The message, detail and hint of a database error, for assertions.
+pub fn db_error(e: &postgres::Error) -> (String, String, String, String) {
+    let db = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
+    (
+        db.code().code().to_string(),
+        db.message().to_string(),
+        db.detail().unwrap_or_default().to_string(),
+        db.hint().unwrap_or_default().to_string(),
+    )
+}
+
+/// The slot's confirmed_flush_lsn, as text.
+pub fn confirmed_lsn(c: &mut postgres::Client, slot: &str) -> String {
+    pg_rows(c, &format!("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{slot}'"))[0][0]
+        .clone()
+        .unwrap()
+}
