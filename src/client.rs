@@ -42,9 +42,9 @@ impl ClientError {
         match self {
             ClientError::Network { .. } | ClientError::Timeout { .. } => true,
             ClientError::Http { status, .. } => *status == 429 || *status >= 500,
-            ClientError::Stream { code, .. } => {
-                code.as_deref().is_some_and(|c| c.contains("STREAM_EXPIRED"))
-            }
+            ClientError::Stream { code, .. } => code
+                .as_deref()
+                .is_some_and(|c| c.contains("STREAM_EXPIRED")),
             _ => false,
         }
     }
@@ -52,9 +52,7 @@ impl ClientError {
     pub fn sqlstate(&self) -> PgSqlErrorCode {
         use PgSqlErrorCode::*;
         match self {
-            ClientError::Network { .. } | ClientError::Timeout { .. } => {
-                ERRCODE_CONNECTION_FAILURE
-            }
+            ClientError::Network { .. } | ClientError::Timeout { .. } => ERRCODE_CONNECTION_FAILURE,
             ClientError::Http { .. } | ClientError::Stream { .. } => ERRCODE_CONNECTION_FAILURE,
             ClientError::Auth { .. } => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
             ClientError::Protocol(_) => ERRCODE_PROTOCOL_VIOLATION,

@@ -97,11 +97,18 @@ impl Table {
 /// One decoded row change.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowChange {
-    Insert { new: Vec<Cell> },
+    Insert {
+        new: Vec<Cell>,
+    },
     /// `old` is present when the key changed or the table has REPLICA IDENTITY FULL.
-    Update { old: Option<Vec<Cell>>, new: Vec<Cell> },
+    Update {
+        old: Option<Vec<Cell>>,
+        new: Vec<Cell>,
+    },
     /// `old` is absent when the table has no replica identity.
-    Delete { old: Option<Vec<Cell>> },
+    Delete {
+        old: Option<Vec<Cell>>,
+    },
 }
 
 /// Formats an LSN the way PostgreSQL prints it (`0/16B3748`).
@@ -123,6 +130,9 @@ mod tests {
     fn turso_names_keep_schemas_apart() {
         assert_eq!(Table::turso_name_for("public", "t"), "t");
         assert_eq!(Table::turso_name_for("a", "t"), "a.t");
-        assert_ne!(Table::turso_name_for("a", "t"), Table::turso_name_for("b", "t"));
+        assert_ne!(
+            Table::turso_name_for("a", "t"),
+            Table::turso_name_for("b", "t")
+        );
     }
 }

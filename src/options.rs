@@ -51,9 +51,11 @@ fn invalid(name: &str, value: &str, hint: &str) -> PgTursoError {
 /// Option names whose values might be credentials: never echoed in errors.
 fn looks_secret(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["auth", "token", "secret", "password", "key", "bearer", "jwt"]
-        .iter()
-        .any(|s| n.contains(s))
+    [
+        "auth", "token", "secret", "password", "key", "bearer", "jwt",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
 }
 
 /// Parses the options given to `pg_logical_slot_get_changes` or `START_REPLICATION`.
@@ -140,7 +142,8 @@ fn parse_token(v: &str) -> Option<String> {
 
 /// `name`, `schema.name`, with PostgreSQL identifier rules (quoted parts keep case).
 fn parse_table(v: &str) -> Result<TableFilter, PgTursoError> {
-    const HINT: &str = "Give a table name, optionally schema-qualified, e.g. 'public.t' or '\"My Schema\".\"T\"'.";
+    const HINT: &str =
+        "Give a table name, optionally schema-qualified, e.g. 'public.t' or '\"My Schema\".\"T\"'.";
     let parts = split_identifiers(v).ok_or_else(|| invalid("table_name", v, HINT))?;
     match parts.as_slice() {
         [name] => Ok(TableFilter {
@@ -209,7 +212,11 @@ mod tests {
 
     #[test]
     fn minimal_options() {
-        let o = opts(&[("url", Some("http://127.0.0.1:8080/")), ("auth", Some("s3cr3t"))]).unwrap();
+        let o = opts(&[
+            ("url", Some("http://127.0.0.1:8080/")),
+            ("auth", Some("s3cr3t")),
+        ])
+        .unwrap();
         assert_eq!(o.base_url, "http://127.0.0.1:8080/");
         assert_eq!(o.token.as_deref(), Some("s3cr3t"));
         assert_eq!(o.table, None);
@@ -232,7 +239,13 @@ mod tests {
 
     #[test]
     fn bad_urls_are_rejected_in_postgres_wording() {
-        for bad in ["ftp://h/", "not a url", "", "http://", "http://h/?authToken=x"] {
+        for bad in [
+            "ftp://h/",
+            "not a url",
+            "",
+            "http://",
+            "http://h/?authToken=x",
+        ] {
             let e = opts(&[("url", Some(bad))]).unwrap_err();
             assert_eq!(
                 e.to_string(),
@@ -265,12 +278,29 @@ mod tests {
 
     #[test]
     fn table_names_follow_identifier_rules() {
-        let t = |v| opts(&[("url", Some("http://h/")), ("table_name", Some(v))]).map(|o| o.table.unwrap());
-        assert_eq!(t("T").unwrap(), TableFilter { schema: "public".into(), name: "t".into() });
-        assert_eq!(t("s.Tab").unwrap(), TableFilter { schema: "s".into(), name: "tab".into() });
+        let t = |v| {
+            opts(&[("url", Some("http://h/")), ("table_name", Some(v))]).map(|o| o.table.unwrap())
+        };
+        assert_eq!(
+            t("T").unwrap(),
+            TableFilter {
+                schema: "public".into(),
+                name: "t".into()
+            }
+        );
+        assert_eq!(
+            t("s.Tab").unwrap(),
+            TableFilter {
+                schema: "s".into(),
+                name: "tab".into()
+            }
+        );
         assert_eq!(
             t("\"My S\".\"a.\"\"b\"").unwrap(),
-            TableFilter { schema: "My S".into(), name: "a.\"b".into() }
+            TableFilter {
+                schema: "My S".into(),
+                name: "a.\"b".into()
+            }
         );
         assert!(t("a.b.c").is_err());
         assert!(t("").is_err());

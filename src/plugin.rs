@@ -67,7 +67,9 @@ unsafe fn raw_options(list: *mut pg_sys::List) -> Vec<(String, Option<String>)> 
     unsafe {
         for i in 0..(*list).length {
             let elem = pg_sys::list_nth(list, i) as *mut pg_sys::DefElem;
-            let name = CStr::from_ptr((*elem).defname).to_string_lossy().into_owned();
+            let name = CStr::from_ptr((*elem).defname)
+                .to_string_lossy()
+                .into_owned();
             let value = if (*elem).arg.is_null() {
                 None
             } else {
@@ -217,11 +219,12 @@ unsafe extern "C-unwind" fn pgturso_change(
         let decoded = in_change_cxt(state, || -> Result<Option<RowChange>, PgTursoError> {
             use pg_sys::ReorderBufferChangeType::*;
             Ok(match (*change).action {
-                REORDER_BUFFER_CHANGE_INSERT => tuple_of(tp.newtuple)?.map(|new| RowChange::Insert { new }),
-                REORDER_BUFFER_CHANGE_UPDATE => tuple_of(tp.newtuple)?.map(|new| RowChange::Update {
-                    old: None,
-                    new,
-                }),
+                REORDER_BUFFER_CHANGE_INSERT => {
+                    tuple_of(tp.newtuple)?.map(|new| RowChange::Insert { new })
+                }
+                REORDER_BUFFER_CHANGE_UPDATE => {
+                    tuple_of(tp.newtuple)?.map(|new| RowChange::Update { old: None, new })
+                }
                 REORDER_BUFFER_CHANGE_DELETE => Some(RowChange::Delete {
                     old: tuple_of(tp.oldtuple)?,
                 }),

@@ -11,8 +11,7 @@ use std::collections::HashSet;
 use crate::client::{ClientError, Transport};
 use crate::error::PgTursoError;
 use crate::hrana::{
-    self, BatchPart, PipelineRequest, PipelineResponse, StreamRequest, StreamResponse,
-    StreamResult,
+    self, BatchPart, PipelineRequest, PipelineResponse, StreamRequest, StreamResponse, StreamResult,
 };
 use crate::model::{format_lsn, RowChange, Table, Value};
 use crate::sql::{self, Stmt};
@@ -94,17 +93,23 @@ impl<T: Transport> Replicator<T> {
 
     /// Whether the current transaction is already in Turso (reads the progress row once).
     fn should_skip(&mut self) -> Result<bool, PgTursoError> {
-        let lsn = self.txn.as_ref().expect("change callback runs inside a transaction").lsn;
+        let lsn = self
+            .txn
+            .as_ref()
+            .expect("change callback runs inside a transaction")
+            .lsn;
         if let Some(skip) = self.txn.as_ref().and_then(|t| t.skip) {
             return Ok(skip);
         }
         let applied = match self.applied_lsn {
             Some(a) => a,
             None => {
-                let a = self.read_progress().map_err(|source| PgTursoError::Progress {
-                    slot: self.slot.clone(),
-                    source,
-                })?;
+                let a = self
+                    .read_progress()
+                    .map_err(|source| PgTursoError::Progress {
+                        slot: self.slot.clone(),
+                        source,
+                    })?;
                 self.applied_lsn = Some(a);
                 a
             }
@@ -239,12 +244,16 @@ impl<T: Transport> Replicator<T> {
             lsn: format_lsn(lsn),
             source,
         };
-        let resp = self.transport.pipeline(base.as_deref(), &req).map_err(wrap)?;
+        let resp = self
+            .transport
+            .pipeline(base.as_deref(), &req)
+            .map_err(wrap)?;
         let next = check_batch(resp, &layout, &sqls, commit).map_err(wrap)?;
-        self.txn.as_mut().expect("inside a transaction").stream = next.map(|(baton, base_url)| Stream {
-            baton,
-            base_url: base_url.or(base),
-        });
+        self.txn.as_mut().expect("inside a transaction").stream =
+            next.map(|(baton, base_url)| Stream {
+                baton,
+                base_url: base_url.or(base),
+            });
         Ok(())
     }
 
@@ -335,10 +344,14 @@ fn check_batch(
             sql,
         });
     }
-    let last = layout.commit_step.unwrap_or(layout.first_stmt + layout.stmts);
+    let last = layout
+        .commit_step
+        .unwrap_or(layout.first_stmt + layout.stmts);
     let ran_all = (0..last.min(result.step_results.len()))
         .all(|i| result.step_results[i].is_some())
-        && layout.commit_step.is_none_or(|c| result.step_results.get(c).is_some_and(Option::is_some));
+        && layout
+            .commit_step
+            .is_none_or(|c| result.step_results.get(c).is_some_and(Option::is_some));
     if !ran_all {
         return Err(ClientError::Protocol(
             "Turso skipped a step of the transaction without reporting an error".into(),

@@ -15,7 +15,10 @@ pub struct Stmt {
 
 impl Stmt {
     pub fn new(sql: impl Into<String>, args: Vec<Value>) -> Self {
-        Stmt { sql: sql.into(), args }
+        Stmt {
+            sql: sql.into(),
+            args,
+        }
     }
 
     /// Rough size of this statement in a request body.
@@ -326,7 +329,11 @@ mod tests {
             Cell::UnchangedToast,
             v(Value::Float(2.0)),
         ];
-        let s = row_change(&table(vec![0], false), &RowChange::Update { old: None, new }).unwrap();
+        let s = row_change(
+            &table(vec![0], false),
+            &RowChange::Update { old: None, new },
+        )
+        .unwrap();
         assert_eq!(
             s.sql,
             "INSERT INTO \"t\" (\"id\", \"we\"\"ird\") VALUES (?, ?) ON CONFLICT (\"id\") DO UPDATE SET \"we\"\"ird\" = excluded.\"we\"\"ird\""
@@ -389,10 +396,7 @@ mod tests {
             v(Value::Null),
         ];
         let s = row_change(&t, &RowChange::Delete { old: Some(old) }).unwrap();
-        assert_eq!(
-            s.sql,
-            "DELETE FROM \"t\" WHERE \"id\" = ? AND \"v\" = ?"
-        );
+        assert_eq!(s.sql, "DELETE FROM \"t\" WHERE \"id\" = ? AND \"v\" = ?");
         assert_eq!(s.args, vec![Value::Integer(1), Value::Text("a".into())]);
     }
 }

@@ -70,9 +70,16 @@ fn verbatim_flow_replicates_two_rows_with_auth() {
         ],
     );
     let out = changes(&mut c, "pgturso_slot", &sqld).unwrap();
-    assert_eq!(out.len(), 2, "one output row per replicated transaction: {out:?}");
+    assert_eq!(
+        out.len(),
+        2,
+        "one output row per replicated transaction: {out:?}"
+    );
     for line in &out {
-        assert!(line.starts_with("COMMIT ") && line.ends_with(": 1 change"), "{line}");
+        assert!(
+            line.starts_with("COMMIT ") && line.ends_with(": 1 change"),
+            "{line}"
+        );
         assert!(!line.contains(sqld.token()));
     }
     assert_eq!(
@@ -84,7 +91,8 @@ fn verbatim_flow_replicates_two_rows_with_auth() {
     );
     // Nothing new: nothing sent, nothing printed.
     assert!(changes(&mut c, "pgturso_slot", &sqld).unwrap().is_empty());
-    c.batch_execute("SELECT pg_drop_replication_slot('pgturso_slot')").unwrap();
+    c.batch_execute("SELECT pg_drop_replication_slot('pgturso_slot')")
+        .unwrap();
 }
 
 #[test]
@@ -111,15 +119,36 @@ fn insert_update_delete_truncate_and_types() {
     assert_eq!(
         turso,
         vec![
-            vec![json!(1), json!(1), json!(10), json!(1.5), json!(2.5), json!(1), json!("uno"), json!("a")],
-            vec![json!(9223372036854775807i64), json!(0), json!(0), json!(0.0), json!(-0.000001), Json::Null, json!("üñí 'q' \"d\""), json!("z")],
+            vec![
+                json!(1),
+                json!(1),
+                json!(10),
+                json!(1.5),
+                json!(2.5),
+                json!(1),
+                json!("uno"),
+                json!("a")
+            ],
+            vec![
+                json!(9223372036854775807i64),
+                json!(0),
+                json!(0),
+                json!(0.0),
+                json!(-0.000001),
+                Json::Null,
+                json!("üñí 'q' \"d\""),
+                json!("z")
+            ],
         ]
     );
     assert_eq!(sqld.query("SELECT id FROM other"), vec![vec![json!(3)]]);
     // Declared types follow the type map.
     let decl = sqld.query("SELECT name, type FROM pragma_table_info('t') ORDER BY cid");
     let types: Vec<&str> = decl.iter().map(|r| r[1].as_str().unwrap()).collect();
-    assert_eq!(types, ["INTEGER", "INTEGER", "INTEGER", "REAL", "REAL", "INTEGER", "TEXT", "TEXT"]);
+    assert_eq!(
+        types,
+        ["INTEGER", "INTEGER", "INTEGER", "REAL", "REAL", "INTEGER", "TEXT", "TEXT"]
+    );
 }
 
 #[test]
@@ -161,7 +190,10 @@ fn replica_identity_full_without_key_matches_one_row() {
     changes_at(&mut c, &slot, &sqld.url(), "").unwrap();
     let pg_side = pg_json(&mut c, "SELECT a, b FROM t ORDER BY a, b NULLS LAST");
     assert_eq!(pg_side.len(), 3);
-    assert_eq!(sqld.query("SELECT a, b FROM t ORDER BY a, b IS NULL, b"), pg_side);
+    assert_eq!(
+        sqld.query("SELECT a, b FROM t ORDER BY a, b IS NULL, b"),
+        pg_side
+    );
 }
 
 #[test]
@@ -170,22 +202,48 @@ fn table_without_key_fails_clearly_and_keeps_the_slot() {
     let (mut c, slot) = setup("nokey");
     exec_each(
         &mut c,
-        &["CREATE TABLE nk(a int, b text)", "INSERT INTO nk VALUES (1, 'x')"],
+        &[
+            "CREATE TABLE nk(a int, b text)",
+            "INSERT INTO nk VALUES (1, 'x')",
+        ],
     );
     let before = confirmed_lsn(&mut c, &slot);
     exec_each(&mut c, &["UPDATE nk SET b = 'y'"]);
     let err = changes_at(&mut c, &slot, &sqld.url(), "").unwrap_err();
     let (code, msg, _, hint) = db_error(&err);
     assert_eq!(code, "55000");
-    assert!(msg.contains("\"public.nk\"") && msg.contains("UPDATE"), "{msg}");
-    assert!(hint.contains("primary key") && hint.contains("REPLICA IDENTITY FULL"), "{hint}");
-    assert_eq!(confirmed_lsn(&mut c, &slot), before, "slot must not advance");
+    assert!(
+        msg.contains("\"public.nk\"") && msg.contains("UPDATE"),
+        "{msg}"
+    );
+    assert!(
+        hint.contains("primary key") && hint.contains("REPLICA IDENTITY FULL"),
+        "{hint}"
+    );
+    assert_eq!(
+        confirmed_lsn(&mut c, &slot),
+        before,
+        "slot must not advance"
+    );
     // The earlier INSERT transaction landed; the failing UPDATE did not.
-    assert_eq!(sqld.query("SELECT a, b FROM nk"), vec![vec![json!(1), json!("x")]]);
+    assert_eq!(
+        sqld.query("SELECT a, b FROM nk"),
+        vec![vec![json!(1), json!("x")]]
+    );
     // Following the hint fixes it for the changes decoded from then on.
-    exec_each(&mut c, &["ALTER TABLE nk REPLICA IDENTITY FULL", "UPDATE nk SET b = 'z'"]);
+    exec_each(
+        &mut c,
+        &[
+            "ALTER TABLE nk REPLICA IDENTITY FULL",
+            "UPDATE nk SET b = 'z'",
+        ],
+    );
     let err = changes_at(&mut c, &slot, &sqld.url(), "").unwrap_err();
-    assert_eq!(db_error(&err).0, "55000", "the old UPDATE is still decoded first");
+    assert_eq!(
+        db_error(&err).0,
+        "55000",
+        "the old UPDATE is still decoded first"
+    );
 }
 
 #[test]
@@ -202,14 +260,25 @@ fn table_name_filter_replicates_only_that_table() {
             "INSERT INTO s.a VALUES (2)",
         ],
     );
-    let out = get_changes(&mut c, &slot, &[("url", &sqld.url()), ("table_name", "s.a")]).unwrap();
+    let out = get_changes(
+        &mut c,
+        &slot,
+        &[("url", &sqld.url()), ("table_name", "s.a")],
+    )
+    .unwrap();
     assert_eq!(out.len(), 1, "{out:?}");
     assert!(!sqld.table_exists("a"));
     assert_eq!(sqld.query("SELECT id FROM \"s.a\""), vec![vec![json!(2)]]);
-    exec_each(&mut c, &["INSERT INTO a VALUES (3)", "INSERT INTO s.a VALUES (4)"]);
+    exec_each(
+        &mut c,
+        &["INSERT INTO a VALUES (3)", "INSERT INTO s.a VALUES (4)"],
+    );
     get_changes(&mut c, &slot, &[("url", &sqld.url()), ("table_name", "A")]).unwrap();
     assert_eq!(sqld.query("SELECT id FROM a"), vec![vec![json!(3)]]);
-    assert_eq!(sqld.query("SELECT count(*) FROM \"s.a\""), vec![vec![json!(1)]]);
+    assert_eq!(
+        sqld.query("SELECT count(*) FROM \"s.a\""),
+        vec![vec![json!(1)]]
+    );
 }
 
 #[test]
@@ -225,11 +294,18 @@ fn rolled_back_work_never_arrives() {
         ],
     );
     let out = changes_at(&mut c, &slot, &sqld.url(), "").unwrap();
-    assert_eq!(out.len(), 1, "the rolled-back transaction sends nothing: {out:?}");
+    assert_eq!(
+        out.len(),
+        1,
+        "the rolled-back transaction sends nothing: {out:?}"
+    );
     assert!(out[0].ends_with(": 2 changes"), "{out:?}");
     assert_eq!(
         sqld.query("SELECT id, v FROM t ORDER BY id"),
-        vec![vec![json!(2), json!("kept")], vec![json!(4), json!("after")]]
+        vec![
+            vec![json!(2), json!("kept")],
+            vec![json!(4), json!("after")]
+        ]
     );
 }
 
@@ -251,19 +327,33 @@ fn a_transaction_lands_whole_or_not_at_all() {
     let (_, msg, _, _) = db_error(&err);
     assert!(msg.contains("CHECK constraint failed"), "{msg}");
     assert!(msg.contains("could not replicate transaction"), "{msg}");
-    assert_eq!(sqld.query("SELECT count(*) FROM t"), vec![vec![json!(0)]], "first row rolled back");
+    assert_eq!(
+        sqld.query("SELECT count(*) FROM t"),
+        vec![vec![json!(0)]],
+        "first row rolled back"
+    );
     assert_eq!(confirmed_lsn(&mut c, &slot), before);
     // Fix the Turso side and re-run: everything arrives once.
     sqld.query("DROP TABLE t");
     changes_at(&mut c, &slot, &sqld.url(), "").unwrap();
-    assert_eq!(sqld.query("SELECT id, v FROM t ORDER BY id"), vec![vec![json!(1), json!("ok")], vec![json!(2), json!("bad")]]);
+    assert_eq!(
+        sqld.query("SELECT id, v FROM t ORDER BY id"),
+        vec![vec![json!(1), json!("ok")], vec![json!(2), json!("bad")]]
+    );
 }
 
 /// A keyless table: a duplicate apply would show up as an extra row.
 fn keyless_workload(c: &mut postgres::Client, n: i32) {
-    exec_each(c, &["CREATE TABLE log(n int, v text)", "ALTER TABLE log REPLICA IDENTITY FULL"]);
+    exec_each(
+        c,
+        &[
+            "CREATE TABLE log(n int, v text)",
+            "ALTER TABLE log REPLICA IDENTITY FULL",
+        ],
+    );
     for i in 1..=n {
-        c.batch_execute(&format!("INSERT INTO log VALUES ({i}, 'row {i}')")).unwrap();
+        c.batch_execute(&format!("INSERT INTO log VALUES ({i}, 'row {i}')"))
+            .unwrap();
     }
 }
 
@@ -283,7 +373,9 @@ fn sqld_killed_mid_call_then_rerun_gives_exact_mirror() {
     let pid = sqld.pid().unwrap();
     let proxy = Proxy::start(sqld.port, move |n| {
         if n == 5 {
-            let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
             std::thread::sleep(Duration::from_millis(200));
         }
         Action::Forward
@@ -291,13 +383,28 @@ fn sqld_killed_mid_call_then_rerun_gives_exact_mirror() {
     let err = changes_at(&mut c, &slot, &proxy.url(), "").unwrap_err();
     let (code, msg, detail, _) = db_error(&err);
     assert!(code.starts_with("08"), "{code} {msg}");
-    assert!(msg.contains("could not replicate transaction") && msg.contains('/'), "{msg}");
+    assert!(
+        msg.contains("could not replicate transaction") && msg.contains('/'),
+        "{msg}"
+    );
     assert!(detail.contains("slot did not advance"), "{detail}");
-    assert_eq!(confirmed_lsn(&mut c, &slot), before, "slot must not advance");
+    assert_eq!(
+        confirmed_lsn(&mut c, &slot),
+        before,
+        "slot must not advance"
+    );
     sqld.restart();
-    assert_eq!(sqld.query("SELECT count(*) FROM log"), vec![vec![json!(4)]], "4 transactions landed before the kill");
+    assert_eq!(
+        sqld.query("SELECT count(*) FROM log"),
+        vec![vec![json!(4)]],
+        "4 transactions landed before the kill"
+    );
     let out = changes(&mut c, &slot, &sqld).unwrap();
-    assert_eq!(out.len(), 6, "the 4 applied transactions are skipped: {out:?}");
+    assert_eq!(
+        out.len(),
+        6,
+        "the 4 applied transactions are skipped: {out:?}"
+    );
     assert_exact_log(&sqld, 10);
     assert_ne!(confirmed_lsn(&mut c, &slot), before);
 }
@@ -308,7 +415,13 @@ fn response_lost_after_commit_is_not_applied_twice() {
     let (mut c, slot) = setup("lost");
     keyless_workload(&mut c, 5);
     // The 3rd transaction (request 3) commits in sqld, but its response never comes back.
-    let proxy = Proxy::start(sqld.port, |n| if n == 3 { Action::ForwardThenDrop } else { Action::Forward });
+    let proxy = Proxy::start(sqld.port, |n| {
+        if n == 3 {
+            Action::ForwardThenDrop
+        } else {
+            Action::Forward
+        }
+    });
     let err = changes_at(&mut c, &slot, &proxy.url(), "").unwrap_err();
     let (code, msg, _, _) = db_error(&err);
     assert!(code.starts_with("08"), "{code} {msg}");
@@ -317,7 +430,8 @@ fn response_lost_after_commit_is_not_applied_twice() {
     assert_eq!(out.len(), 2, "{out:?}");
     assert_exact_log(&sqld, 5);
     // peek does not advance the slot, yet re-peeking applies nothing twice.
-    c.batch_execute("INSERT INTO log VALUES (6, 'row 6')").unwrap();
+    c.batch_execute("INSERT INTO log VALUES (6, 'row 6')")
+        .unwrap();
     for _ in 0..2 {
         c.query(
             "SELECT data FROM pg_logical_slot_peek_changes($1, NULL, NULL, 'url', $2)",
@@ -332,7 +446,13 @@ fn response_lost_after_commit_is_not_applied_twice() {
 fn wrong_token_is_an_authentication_error_and_keeps_the_slot() {
     let sqld = Sqld::start("badtoken", true);
     let (mut c, slot) = setup("badtoken");
-    exec_each(&mut c, &["CREATE TABLE t(id int primary key)", "INSERT INTO t VALUES (1)"]);
+    exec_each(
+        &mut c,
+        &[
+            "CREATE TABLE t(id int primary key)",
+            "INSERT INTO t VALUES (1)",
+        ],
+    );
     let before = confirmed_lsn(&mut c, &slot);
     let bad = "eyJhbGciOiJFZERTQSJ9.eyJhIjoicncifQ.not-a-valid-signature-s3cr3t";
     for token in [bad, ""] {
@@ -342,7 +462,10 @@ fn wrong_token_is_an_authentication_error_and_keeps_the_slot() {
         assert!(msg.contains("authentication failed (HTTP 401)"), "{msg}");
         assert!(hint.contains("\"auth\""), "{hint}");
         for field in [&msg, &detail, &hint] {
-            assert!(token.is_empty() || !field.contains(token), "token leaked: {field}");
+            assert!(
+                token.is_empty() || !field.contains(token),
+                "token leaked: {field}"
+            );
         }
     }
     assert_eq!(confirmed_lsn(&mut c, &slot), before);
@@ -353,14 +476,44 @@ fn wrong_token_is_an_authentication_error_and_keeps_the_slot() {
 #[test]
 fn bad_options_fail_in_postgres_wording() {
     let (mut c, slot) = setup("badopts");
-    exec_each(&mut c, &["CREATE TABLE t(id int primary key)", "INSERT INTO t VALUES (1)"]);
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
-        (&[("url", "http://127.0.0.1:1/"), ("colour", "blue")], "22023", "option \"colour\" = \"blue\" is unknown"),
-        (&[("url", "http://127.0.0.1:1/"), ("url", "http://127.0.0.1:2/")], "42601", "conflicting or redundant options"),
-        (&[("url", "ftp://127.0.0.1/")], "22023", "could not parse value \"ftp://127.0.0.1/\" for parameter \"url\""),
-        (&[("url", "http://127.0.0.1:1/"), ("timeout_ms", "soon")], "22023", "could not parse value \"soon\" for parameter \"timeout_ms\""),
+    exec_each(
+        &mut c,
+        &[
+            "CREATE TABLE t(id int primary key)",
+            "INSERT INTO t VALUES (1)",
+        ],
+    );
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
+        (
+            &[("url", "http://127.0.0.1:1/"), ("colour", "blue")],
+            "22023",
+            "option \"colour\" = \"blue\" is unknown",
+        ),
+        (
+            &[
+                ("url", "http://127.0.0.1:1/"),
+                ("url", "http://127.0.0.1:2/"),
+            ],
+            "42601",
+            "conflicting or redundant options",
+        ),
+        (
+            &[("url", "ftp://127.0.0.1/")],
+            "22023",
+            "could not parse value \"ftp://127.0.0.1/\" for parameter \"url\"",
+        ),
+        (
+            &[("url", "http://127.0.0.1:1/"), ("timeout_ms", "soon")],
+            "22023",
+            "could not parse value \"soon\" for parameter \"timeout_ms\"",
+        ),
         (&[("auth", "x")], "22023", "option \"url\" is required"),
-        (&[("url", "http://127.0.0.1:1/"), ("table_name", "a.b.c")], "22023", "could not parse value \"a.b.c\" for parameter \"table_name\""),
+        (
+            &[("url", "http://127.0.0.1:1/"), ("table_name", "a.b.c")],
+            "22023",
+            "could not parse value \"a.b.c\" for parameter \"table_name\"",
+        ),
     ];
     let before = confirmed_lsn(&mut c, &slot);
     for (opts, code, msg) in cases {
@@ -372,7 +525,10 @@ fn bad_options_fail_in_postgres_wording() {
     let err = get_changes(&mut c, &slot, &[("url", "http://127.0.0.1:1/")]).unwrap_err();
     let (code, msg, _, _) = db_error(&err);
     assert_eq!(code, "08006", "{msg}");
-    assert!(msg.contains("could not reach \"http://127.0.0.1:1/v2/pipeline\""), "{msg}");
+    assert!(
+        msg.contains("could not reach \"http://127.0.0.1:1/v2/pipeline\""),
+        "{msg}"
+    );
     assert_eq!(confirmed_lsn(&mut c, &slot), before);
 }
 
@@ -380,7 +536,13 @@ fn bad_options_fail_in_postgres_wording() {
 fn statement_timeout_interrupts_a_hanging_request() {
     let sqld = Sqld::start("hang", false);
     let (mut c, slot) = setup("hang");
-    exec_each(&mut c, &["CREATE TABLE t(id int primary key)", "INSERT INTO t VALUES (1)"]);
+    exec_each(
+        &mut c,
+        &[
+            "CREATE TABLE t(id int primary key)",
+            "INSERT INTO t VALUES (1)",
+        ],
+    );
     let proxy = Proxy::start(sqld.port, |_| Action::Delay(Duration::from_secs(60)));
     c.batch_execute("SET statement_timeout = '1s'").unwrap();
     let start = Instant::now();
@@ -404,7 +566,13 @@ fn token_never_reaches_output_errors_or_server_log() {
     // the statement text altogether. What the plugin controls: its own errors never carry the
     // statement (which holds the token) into the log.
     c.batch_execute("SET log_min_messages = debug1").unwrap();
-    exec_each(&mut c, &["CREATE TABLE t(id int primary key)", "INSERT INTO t VALUES (1)"]);
+    exec_each(
+        &mut c,
+        &[
+            "CREATE TABLE t(id int primary key)",
+            "INSERT INTO t VALUES (1)",
+        ],
+    );
     // A failing call (sqld down) and a succeeding one, both with the real token.
     let dead = format!("http://127.0.0.1:{}/", common::free_port());
     let err = changes_at(&mut c, &slot, &dead, &token).unwrap_err();
@@ -413,8 +581,16 @@ fn token_never_reaches_output_errors_or_server_log() {
     assert_eq!(out.len(), 1);
     // A wrong token from the same family must not leak either.
     let sig_start = token.rfind('.').unwrap() + 1;
-    let flipped = if &token[sig_start..sig_start + 1] == "A" { "B" } else { "A" };
-    let wrong = format!("{}{flipped}{}", &token[..sig_start], &token[sig_start + 1..]);
+    let flipped = if &token[sig_start..sig_start + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    let wrong = format!(
+        "{}{flipped}{}",
+        &token[..sig_start],
+        &token[sig_start + 1..]
+    );
     c.batch_execute("INSERT INTO t VALUES (2)").unwrap();
     let err2 = changes_at(&mut c, &slot, &sqld.url(), &wrong).unwrap_err();
     let texts = [msg, detail, hint, out.join("\n"), format!("{err2:?}")];
@@ -425,11 +601,22 @@ fn token_never_reaches_output_errors_or_server_log() {
     drop(c);
     std::thread::sleep(Duration::from_millis(300));
     let log = pg().server_log();
-    let failure = log.lines().position(|l| l.contains("ERROR:") && l.contains("could not reach")).expect("the failure was logged");
+    let failure = log
+        .lines()
+        .position(|l| l.contains("ERROR:") && l.contains("could not reach"))
+        .expect("the failure was logged");
     let after: Vec<&str> = log.lines().skip(failure + 1).take(3).collect();
-    assert!(!after.iter().any(|l| l.contains("STATEMENT:") && l.contains("slot_secret")), "statement logged with the error: {after:?}");
+    assert!(
+        !after
+            .iter()
+            .any(|l| l.contains("STATEMENT:") && l.contains("slot_secret")),
+        "statement logged with the error: {after:?}"
+    );
     let leaks: Vec<&str> = log.lines().filter(|l| l.contains(&token)).collect();
-    assert!(leaks.is_empty(), "token found in the server log: {leaks:#?}");
+    assert!(
+        leaks.is_empty(),
+        "token found in the server log: {leaks:#?}"
+    );
     assert!(!log.contains(&wrong), "wrong token found in the server log");
 }
 
@@ -437,39 +624,72 @@ fn token_never_reaches_output_errors_or_server_log() {
 fn pg_recvlogical_streams_into_turso() {
     let sqld = Sqld::start("recv", true);
     let (mut c, slot) = setup("recv");
-    c.batch_execute("CREATE TABLE t(id int primary key, v text)").unwrap();
+    c.batch_execute("CREATE TABLE t(id int primary key, v text)")
+        .unwrap();
     let bin = std::path::Path::new(
-        String::from_utf8(std::process::Command::new("pg_config").arg("--bindir").output().unwrap().stdout)
-            .unwrap()
-            .trim(),
+        String::from_utf8(
+            std::process::Command::new("pg_config")
+                .arg("--bindir")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim(),
     )
     .join("pg_recvlogical");
     let out_file = std::env::temp_dir().join(format!("pgturso-recv-{}.out", std::process::id()));
     let mut child = std::process::Command::new(bin)
-        .args(["-h", "127.0.0.1", "-p", &pg().port.to_string(), "-U", "postgres", "-d", "recv"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg().port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "recv",
+        ])
         .args(["--slot", &slot, "--start", "-f"])
         .arg(&out_file)
-        .args(["-o", &format!("url={}", sqld.url()), "-o", &format!("auth={}", sqld.token())])
+        .args([
+            "-o",
+            &format!("url={}", sqld.url()),
+            "-o",
+            &format!("auth={}", sqld.token()),
+        ])
         .args(["-F", "1", "-s", "1"])
         .spawn()
         .unwrap();
     for i in 1..=3 {
-        c.batch_execute(&format!("INSERT INTO t VALUES ({i}, 'v{i}')")).unwrap();
+        c.batch_execute(&format!("INSERT INTO t VALUES ({i}, 'v{i}')"))
+            .unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let n = if sqld.table_exists("t") { sqld.query("SELECT count(*) FROM t")[0][0].as_i64().unwrap() } else { 0 };
+        let n = if sqld.table_exists("t") {
+            sqld.query("SELECT count(*) FROM t")[0][0].as_i64().unwrap()
+        } else {
+            0
+        };
         if n == 3 {
             break;
         }
-        assert!(Instant::now() < deadline, "pg_recvlogical did not replicate (have {n})");
+        assert!(
+            Instant::now() < deadline,
+            "pg_recvlogical did not replicate (have {n})"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_millis(1500));
     let _ = child.kill();
     let _ = child.wait();
     let written = std::fs::read_to_string(&out_file).unwrap_or_default();
-    assert_eq!(written.lines().filter(|l| l.starts_with("COMMIT ")).count(), 3, "{written}");
+    assert_eq!(
+        written.lines().filter(|l| l.starts_with("COMMIT ")).count(),
+        3,
+        "{written}"
+    );
     assert!(!written.contains(sqld.token()));
     let _ = std::fs::remove_file(out_file);
 }

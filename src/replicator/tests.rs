@@ -21,13 +21,17 @@ impl Transport for &mut Fake {
         request: &PipelineRequest,
     ) -> Result<PipelineResponse, ClientError> {
         let body = serde_json::to_value(request).unwrap();
-        self.requests.push((base_url.map(str::to_string), body.clone()));
+        self.requests
+            .push((base_url.map(str::to_string), body.clone()));
         let mut results = vec![];
         let mut closes = false;
         for r in body["requests"].as_array().unwrap() {
             match r["type"].as_str().unwrap() {
                 "execute" => {
-                    let rows = match (r["stmt"]["sql"].as_str().unwrap().starts_with("SELECT"), self.progress) {
+                    let rows = match (
+                        r["stmt"]["sql"].as_str().unwrap().starts_with("SELECT"),
+                        self.progress,
+                    ) {
                         (true, Some(p)) => json!([[{"type": "integer", "value": p.to_string()}]]),
                         _ => json!([]),
                     };
@@ -46,7 +50,9 @@ impl Transport for &mut Fake {
                         } else if !failed && self.fail_sql.is_some_and(|f| sql.starts_with(f)) {
                             failed = true;
                             res.push(Json::Null);
-                            errs.push(json!({"message": "SQLite error: boom", "code": "SQLITE_ERROR"}));
+                            errs.push(
+                                json!({"message": "SQLite error: boom", "code": "SQLITE_ERROR"}),
+                            );
                         } else if is_rollback && !failed {
                             res.push(Json::Null);
                             errs.push(Json::Null);
@@ -79,8 +85,16 @@ fn table() -> Table {
         pg_name: "t".into(),
         turso_name: "t".into(),
         columns: vec![
-            Column { name: "id".into(), sql_type: SqlType::Integer, not_null: true },
-            Column { name: "v".into(), sql_type: SqlType::Text, not_null: false },
+            Column {
+                name: "id".into(),
+                sql_type: SqlType::Integer,
+                not_null: true,
+            },
+            Column {
+                name: "v".into(),
+                sql_type: SqlType::Text,
+                not_null: false,
+            },
         ],
         key: vec![0],
         key_is_primary: true,
@@ -90,7 +104,10 @@ fn table() -> Table {
 
 fn insert(id: i64) -> RowChange {
     RowChange::Insert {
-        new: vec![Cell::Value(Value::Integer(id)), Cell::Value(Value::Text(format!("v{id}")))],
+        new: vec![
+            Cell::Value(Value::Integer(id)),
+            Cell::Value(Value::Text(format!("v{id}"))),
+        ],
     }
 }
 
@@ -99,7 +116,15 @@ fn step_sqls(req: &Json) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["stmt"]["sql"].as_str().unwrap().split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .map(|s| {
+            s["stmt"]["sql"]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect()
 }
 
@@ -113,16 +138,34 @@ fn one_transaction_is_one_atomic_request_with_progress() {
     let out = r.commit().unwrap();
     assert_eq!(out.as_deref(), Some("COMMIT 0/100: 2 changes"));
     drop(r);
-    assert_eq!(fake.requests.len(), 2, "progress read + one transaction request");
+    assert_eq!(
+        fake.requests.len(),
+        2,
+        "progress read + one transaction request"
+    );
     let (_, txn) = &fake.requests[1];
     assert_eq!(txn["baton"], Json::Null);
     assert_eq!(
         step_sqls(txn),
-        ["BEGIN", "CREATE TABLE", "INSERT INTO", "INSERT INTO", "INSERT INTO", "COMMIT", "ROLLBACK"]
+        [
+            "BEGIN",
+            "CREATE TABLE",
+            "INSERT INTO",
+            "INSERT INTO",
+            "INSERT INTO",
+            "COMMIT",
+            "ROLLBACK"
+        ]
     );
     let progress = &txn["requests"][0]["batch"]["steps"][4]["stmt"];
-    assert!(progress["sql"].as_str().unwrap().contains("_pgturso_progress"));
-    assert_eq!(progress["args"][2], json!({"type": "integer", "value": "256"}));
+    assert!(progress["sql"]
+        .as_str()
+        .unwrap()
+        .contains("_pgturso_progress"));
+    assert_eq!(
+        progress["args"][2],
+        json!({"type": "integer", "value": "256"})
+    );
     assert_eq!(txn["requests"][1]["type"], "close");
 }
 
@@ -136,12 +179,18 @@ fn table_is_created_once_per_session() {
         r.commit().unwrap();
     }
     drop(r);
-    assert_eq!(step_sqls(&fake.requests[2].1), ["BEGIN", "INSERT INTO", "INSERT INTO", "COMMIT", "ROLLBACK"]);
+    assert_eq!(
+        step_sqls(&fake.requests[2].1),
+        ["BEGIN", "INSERT INTO", "INSERT INTO", "COMMIT", "ROLLBACK"]
+    );
 }
 
 #[test]
 fn transactions_at_or_below_progress_are_skipped() {
-    let mut fake = Fake { progress: Some(0x200), ..Default::default() };
+    let mut fake = Fake {
+        progress: Some(0x200),
+        ..Default::default()
+    };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     r.begin(0x200);
     assert!(!r.change(&table(), &insert(1)).unwrap());
@@ -150,7 +199,11 @@ fn transactions_at_or_below_progress_are_skipped() {
     assert!(r.change(&table(), &insert(2)).unwrap());
     assert!(r.commit().unwrap().is_some());
     drop(r);
-    assert_eq!(fake.requests.len(), 2, "one progress read, then only the new transaction");
+    assert_eq!(
+        fake.requests.len(),
+        2,
+        "one progress read, then only the new transaction"
+    );
 }
 
 #[test]
@@ -165,8 +218,14 @@ fn empty_transactions_send_nothing() {
 
 #[test]
 fn large_transactions_span_requests_on_one_stream() {
-    let mut fake = Fake { base_url: Some("http://other:1/".into()), ..Default::default() };
-    let limits = Limits { max_records: 2, max_bytes: 1 << 20 };
+    let mut fake = Fake {
+        base_url: Some("http://other:1/".into()),
+        ..Default::default()
+    };
+    let limits = Limits {
+        max_records: 2,
+        max_bytes: 1 << 20,
+    };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
     r.begin(0x100);
     for id in 0..5 {
@@ -177,17 +236,36 @@ fn large_transactions_span_requests_on_one_stream() {
     let txn: Vec<_> = fake.requests[1..].iter().collect();
     assert_eq!(txn.len(), 3);
     assert_eq!(txn[0].1["baton"], Json::Null);
-    assert_eq!(step_sqls(&txn[0].1), ["BEGIN", "CREATE TABLE", "INSERT INTO"]);
+    assert_eq!(
+        step_sqls(&txn[0].1),
+        ["BEGIN", "CREATE TABLE", "INSERT INTO"]
+    );
     assert_eq!(txn[1].1["baton"], "baton-1");
-    assert_eq!(txn[1].0.as_deref(), Some("http://other:1/"), "follows base_url");
+    assert_eq!(
+        txn[1].0.as_deref(),
+        Some("http://other:1/"),
+        "follows base_url"
+    );
     assert_eq!(step_sqls(&txn[1].1), ["INSERT INTO", "INSERT INTO"]);
-    assert_eq!(step_sqls(&txn[2].1), ["INSERT INTO", "INSERT INTO", "INSERT INTO", "COMMIT", "ROLLBACK"]);
+    assert_eq!(
+        step_sqls(&txn[2].1),
+        [
+            "INSERT INTO",
+            "INSERT INTO",
+            "INSERT INTO",
+            "COMMIT",
+            "ROLLBACK"
+        ]
+    );
     assert_eq!(txn[2].1["requests"][1]["type"], "close");
 }
 
 #[test]
 fn a_failed_step_is_an_error_naming_lsn_and_statement() {
-    let mut fake = Fake { fail_sql: Some("INSERT INTO \"t\""), ..Default::default() };
+    let mut fake = Fake {
+        fail_sql: Some("INSERT INTO \"t\""),
+        ..Default::default()
+    };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     r.begin(0x16B3748);
     r.change(&table(), &insert(1)).unwrap();
@@ -199,7 +277,10 @@ fn a_failed_step_is_an_error_naming_lsn_and_statement() {
 
 #[test]
 fn a_failed_transaction_does_not_mark_its_table_created() {
-    let mut fake = Fake { fail_sql: Some("INSERT INTO \"t\""), ..Default::default() };
+    let mut fake = Fake {
+        fail_sql: Some("INSERT INTO \"t\""),
+        ..Default::default()
+    };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     r.begin(0x100);
     r.change(&table(), &insert(1)).unwrap();

@@ -34,7 +34,10 @@ extern "C" {
 }
 
 fn pg_bin(name: &str) -> PathBuf {
-    let out = Command::new("pg_config").arg("--bindir").output().expect("pg_config on PATH");
+    let out = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .expect("pg_config on PATH");
     Path::new(String::from_utf8(out.stdout).unwrap().trim()).join(name)
 }
 
@@ -83,23 +86,35 @@ fn start_pg() -> Pg {
     let dir = work_dir().join("pg");
     std::fs::create_dir_all(&dir).unwrap();
     if is_root() {
-        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir));
-        run(Command::new("chmod").args(["755"]).arg(dir.parent().unwrap()));
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir));
+        run(Command::new("chmod")
+            .args(["755"])
+            .arg(dir.parent().unwrap()));
     }
     let data = dir.join("data");
     let log = dir.join("server.log");
     let port = free_port();
-    run(as_pg_user(&pg_bin("initdb"))
-        .args(["-D"])
-        .arg(&data)
-        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"]));
+    run(as_pg_user(&pg_bin("initdb")).args(["-D"]).arg(&data).args([
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--locale=C",
+    ]));
     let has_opl = Command::new(pg_bin("postgres"))
         .arg("--describe-config")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("output_plugin_libraries"))
         .unwrap_or(false);
     let libdir = String::from_utf8(
-        Command::new("pg_config").arg("--pkglibdir").output().unwrap().stdout,
+        Command::new("pg_config")
+            .arg("--pkglibdir")
+            .output()
+            .unwrap()
+            .stdout,
     )
     .unwrap();
     let has_cron = Path::new(libdir.trim()).join("pg_cron.so").exists();
@@ -118,7 +133,10 @@ fn start_pg() -> Pg {
         );
     }
     let conf_path = data.join("postgresql.auto.conf");
-    let mut f = std::fs::OpenOptions::new().append(true).open(&conf_path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&conf_path)
+        .unwrap();
     f.write_all(conf.as_bytes()).unwrap();
     run(as_pg_user(&pg_bin("pg_ctl"))
         .args(["-D"])
@@ -132,12 +150,22 @@ fn start_pg() -> Pg {
         "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}; rm -rf '{dir}'",
         pid = std::process::id(),
         stop = if is_root() {
-            format!("runuser -u postgres -- '{}' -D '{}' stop -m immediate", pg_bin("pg_ctl").display(), data.display())
+            format!(
+                "runuser -u postgres -- '{}' -D '{}' stop -m immediate",
+                pg_bin("pg_ctl").display(),
+                data.display()
+            )
         } else {
-            format!("'{}' -D '{}' stop -m immediate", pg_bin("pg_ctl").display(), data.display())
+            format!(
+                "'{}' -D '{}' stop -m immediate",
+                pg_bin("pg_ctl").display(),
+                data.display()
+            )
         },
         dir = work_dir().display()
     );
+    // The watchdog must outlive this process to stop the cluster after it, so it is never waited for.
+    #[allow(clippy::zombie_processes)]
     Command::new("setsid")
         .args(["sh", "-c", &watchdog])
         .stdin(Stdio::null())
@@ -151,7 +179,10 @@ fn start_pg() -> Pg {
 impl Pg {
     pub fn connect(&self, db: &str) -> postgres::Client {
         postgres::Client::connect(
-            &format!("host=127.0.0.1 port={} user=postgres dbname={db}", self.port),
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname={db}",
+                self.port
+            ),
             postgres::NoTls,
         )
         .unwrap_or_else(|e| panic!("connect to {db}: {e}"))
@@ -160,8 +191,12 @@ impl Pg {
     /// A fresh database for one test.
     pub fn fresh_db(&self, name: &str) -> postgres::Client {
         let mut admin = self.connect("postgres");
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
         self.connect(name)
     }
 
@@ -179,10 +214,20 @@ pub struct Auth {
 pub fn make_auth(dir: &Path) -> Auth {
     let private = dir.join("jwt-private.pem");
     let public = dir.join("jwt-public.pem");
-    run(Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&private));
-    run(Command::new("openssl").args(["pkey", "-in"]).arg(&private).arg("-pubout").arg("-out").arg(&public));
+    run(Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&private));
+    run(Command::new("openssl")
+        .args(["pkey", "-in"])
+        .arg(&private)
+        .arg("-pubout")
+        .arg("-out")
+        .arg(&public));
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let signing_input = format!(
         "{}.{}",
         b64(br#"{"alg":"EdDSA","typ":"JWT"}"#),
@@ -226,7 +271,12 @@ impl Sqld {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let auth = with_auth.then(|| make_auth(&dir));
-        let mut s = Sqld { child: None, port: free_port(), dir, auth };
+        let mut s = Sqld {
+            child: None,
+            port: free_port(),
+            dir,
+            auth,
+        };
         s.restart();
         s
     }
@@ -247,7 +297,10 @@ impl Sqld {
         if let Some(a) = &self.auth {
             cmd.arg("--auth-jwt-key-file").arg(&a.public_key);
         }
-        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("start sqld {:?}: {e}", sqld_bin())));
+        self.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("start sqld {:?}: {e}", sqld_bin())),
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "sqld did not start");
@@ -279,7 +332,12 @@ impl Sqld {
     pub fn query(&self, sql: &str) -> Vec<Vec<Json>> {
         let body = json!({"baton": null, "requests": [
             {"type": "execute", "stmt": {"sql": sql}}, {"type": "close"}]});
-        let (status, resp) = http_post(self.port, "/v2/pipeline", self.auth.as_ref().map(|a| a.token.as_str()), &body.to_string());
+        let (status, resp) = http_post(
+            self.port,
+            "/v2/pipeline",
+            self.auth.as_ref().map(|a| a.token.as_str()),
+            &body.to_string(),
+        );
         assert_eq!(status, 200, "sqld query failed: {resp}");
         let resp: Json = serde_json::from_str(&resp).unwrap();
         let result = &resp["results"][0];
@@ -307,7 +365,9 @@ impl Sqld {
 
     pub fn table_exists(&self, name: &str) -> bool {
         !self
-            .query(&format!("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{name}'"))
+            .query(&format!(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{name}'"
+            ))
             .is_empty()
     }
 }
@@ -321,7 +381,9 @@ impl Drop for Sqld {
 /// A minimal HTTP/1.1 POST; returns (status, body).
 pub fn http_post(port: u16, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -356,15 +418,22 @@ pub fn get_changes(
 ) -> Result<Vec<String>, postgres::Error> {
     let mut sql = format!("SELECT data FROM pg_logical_slot_get_changes('{slot}', NULL, NULL");
     for (k, v) in opts {
-        sql.push_str(&format!(", '{}', '{}'", k.replace('\'', "''"), v.replace('\'', "''")));
+        sql.push_str(&format!(
+            ", '{}', '{}'",
+            k.replace('\'', "''"),
+            v.replace('\'', "''")
+        ));
     }
     sql.push(')');
-    c.query(sql.as_str(), &[]).map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    c.query(sql.as_str(), &[])
+        .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }
 
 /// The message, detail and hint of a database error, for assertions.
 pub fn db_error(e: &postgres::Error) -> (String, String, String, String) {
-    let db = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
+    let db = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a database error: {e}"));
     (
         db.code().code().to_string(),
         db.message().to_string(),
@@ -375,7 +444,10 @@ pub fn db_error(e: &postgres::Error) -> (String, String, String, String) {
 
 /// The slot's confirmed_flush_lsn, as text.
 pub fn confirmed_lsn(c: &mut postgres::Client, slot: &str) -> String {
-    pg_rows(c, &format!("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{slot}'"))[0][0]
+    pg_rows(
+        c,
+        &format!("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{slot}'"),
+    )[0][0]
         .clone()
         .unwrap()
 }

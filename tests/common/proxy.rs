@@ -29,10 +29,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn start(
-        upstream: u16,
-        decide: impl Fn(usize) -> Action + Send + Sync + 'static,
-    ) -> Proxy {
+    pub fn start(upstream: u16, decide: impl Fn(usize) -> Action + Send + Sync + 'static) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(AtomicUsize::new(0));
@@ -49,7 +46,11 @@ impl Proxy {
                 std::thread::spawn(move || serve(conn, upstream, &r, &*d));
             }
         });
-        Proxy { port, requests, stop }
+        Proxy {
+            port,
+            requests,
+            stop,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -64,10 +65,17 @@ impl Drop for Proxy {
     }
 }
 
-fn serve(mut conn: TcpStream, upstream: u16, count: &AtomicUsize, decide: &dyn Fn(usize) -> Action) {
+fn serve(
+    mut conn: TcpStream,
+    upstream: u16,
+    count: &AtomicUsize,
+    decide: &dyn Fn(usize) -> Action,
+) {
     let mut buf = Vec::new();
     loop {
-        let Some(request) = read_request(&mut conn, &mut buf) else { return };
+        let Some(request) = read_request(&mut conn, &mut buf) else {
+            return;
+        };
         let n = count.fetch_add(1, Ordering::SeqCst);
         let reply = match decide(n) {
             Action::Close => return,
@@ -87,7 +95,11 @@ fn serve(mut conn: TcpStream, upstream: u16, count: &AtomicUsize, decide: &dyn F
             "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
-        if conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(&body)).is_err() {
+        if conn
+            .write_all(head.as_bytes())
+            .and_then(|_| conn.write_all(&body))
+            .is_err()
+        {
             return;
         }
     }
@@ -147,7 +159,9 @@ pub fn parse_response(raw: &[u8]) -> Option<(u16, String, Vec<u8>)> {
         let mut pos = 0;
         loop {
             let line_end = find(&body[pos..], b"\r\n")? + pos;
-            let size = usize::from_str_radix(String::from_utf8_lossy(&body[pos..line_end]).trim(), 16).ok()?;
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&body[pos..line_end]).trim(), 16)
+                    .ok()?;
             pos = line_end + 2;
             if size == 0 {
                 return Some((status, head, out));
