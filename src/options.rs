@@ -1,10 +1,12 @@
-//! Plugin options (`url`, `auth`, `table_name`, `timeout_ms`) -> a validated [`Options`].
+//! Plugin options (`url`, `auth`, `table_name`, `timeout_ms`, `max_request_records`,
+//! `max_request_bytes`) -> a validated [`Options`].
 //!
 //! `plugin.rs` walks the DefElem list into `(name, value)` pairs; everything here is plain Rust.
 
 use std::time::Duration;
 
 use crate::error::PgTursoError;
+use crate::replicator::Limits;
 
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
@@ -31,6 +33,8 @@ pub struct Options {
     pub token: Option<String>,
     pub table: Option<TableFilter>,
     pub timeout: Duration,
+    /// Request size limits; larger transactions span several requests of one Turso transaction.
+    pub limits: Limits,
 }
 
 impl Options {
@@ -65,6 +69,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
     let mut token = None;
     let mut table = None;
     let mut timeout = Duration::from_millis(DEFAULT_TIMEOUT_MS);
+    let mut limits = Limits::default();
     for (name, value) in raw {
         if seen.contains(&name.as_str()) {
             return Err(PgTursoError::RedundantOption { name: name.clone() });
@@ -76,16 +81,14 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
             "auth" => token = parse_token(val.unwrap_or("")),
             "table_name" => table = Some(parse_table(val.unwrap_or(""))?),
             "timeout_ms" => {
-                let v = val.unwrap_or("");
-                let ms: u64 = v
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|ms| (1..=3_600_000).contains(ms))
-                    .ok_or_else(|| {
-                        invalid(name, v, "timeout_ms takes milliseconds from 1 to 3600000.")
-                    })?;
-                timeout = Duration::from_millis(ms);
+                let ms = parse_int(name, val, 1, 3_600_000, "milliseconds")?;
+                timeout = Duration::from_millis(ms as u64);
+            }
+            "max_request_records" => {
+                limits.max_records = parse_int(name, val, 1, 1_000_000, "records")?;
+            }
+            "max_request_bytes" => {
+                limits.max_bytes = parse_int(name, val, 1024, 1 << 30, "bytes")?;
             }
             _ => {
                 let shown = match val {
@@ -105,7 +108,30 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
         token,
         table,
         timeout,
+        limits,
     })
+}
+
+/// An integer option within `min..=max`.
+fn parse_int(
+    name: &str,
+    val: Option<&str>,
+    min: usize,
+    max: usize,
+    unit: &str,
+) -> Result<usize, PgTursoError> {
+    let v = val.unwrap_or("");
+    v.trim()
+        .parse()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            invalid(
+                name,
+                v,
+                &format!("{name} takes {unit} from {min} to {max}."),
+            )
+        })
 }
 
 /// `http://`/`https://` as given; `libsql://host` means `https://host`.
@@ -313,5 +339,36 @@ mod tests {
         assert_eq!(t("1500").unwrap().timeout, Duration::from_millis(1500));
         assert!(t("0").is_err());
         assert!(t("abc").is_err());
+    }
+
+    #[test]
+    fn request_limits() {
+        let o = opts(&[("url", Some("http://h/"))]).unwrap();
+        assert_eq!(o.limits, Limits::default());
+        assert_eq!(o.limits.max_records, 2000);
+        assert_eq!(o.limits.max_bytes, 5 * 1024 * 1024);
+        let o = opts(&[
+            ("url", Some("http://h/")),
+            ("max_request_records", Some("10")),
+            ("max_request_bytes", Some("65536")),
+        ])
+        .unwrap();
+        assert_eq!(
+            o.limits,
+            Limits {
+                max_records: 10,
+                max_bytes: 65536
+            }
+        );
+        assert!(opts(&[
+            ("url", Some("http://h/")),
+            ("max_request_records", Some("0"))
+        ])
+        .is_err());
+        assert!(opts(&[
+            ("url", Some("http://h/")),
+            ("max_request_bytes", Some("12"))
+        ])
+        .is_err());
     }
 }

@@ -14,7 +14,7 @@ use crate::client::HttpTransport;
 use crate::error::PgTursoError;
 use crate::model::{RowChange, Table};
 use crate::options::{self, Options};
-use crate::replicator::{Limits, Replicator};
+use crate::replicator::Replicator;
 use crate::tuple;
 
 /// Everything one decoding session keeps.
@@ -140,7 +140,7 @@ unsafe extern "C-unwind" fn pgturso_startup(
             pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
         );
         let state = Box::new(State {
-            replicator: Replicator::new(transport, system_id, slot, Limits::default()),
+            replicator: Replicator::new(transport, system_id, slot, options.limits),
             options,
             change_cxt,
         });

@@ -41,6 +41,33 @@ struct Stream {
     base_url: Option<String>,
 }
 
+/// Consecutive row changes of one kind, table and column set, merged into one statement.
+struct Group {
+    table: Table,
+    delete: bool,
+    cols: Vec<usize>,
+    rows: Vec<Vec<Value>>,
+}
+
+impl Group {
+    fn accepts(&self, table: &Table, delete: bool, cols: &[usize], max_rows: usize) -> bool {
+        self.delete == delete
+            && self.rows.len() < max_rows
+            && self.cols == cols
+            && self.table.turso_name == table.turso_name
+            && self.table.columns == table.columns
+            && self.table.key == table.key
+    }
+
+    fn into_stmt(self) -> Stmt {
+        if self.delete {
+            sql::delete_keys(&self.table, &self.rows)
+        } else {
+            sql::upsert_rows(&self.table, &self.cols, &self.rows)
+        }
+    }
+}
+
 /// The Turso side of the transaction being decoded.
 struct Txn {
     lsn: u64,
@@ -49,6 +76,9 @@ struct Txn {
     changes: usize,
     pending: Vec<Stmt>,
     pending_bytes: usize,
+    /// Records (rows and statements) in `pending` and `group`.
+    pending_records: usize,
+    group: Option<Group>,
     stream: Option<Stream>,
     /// Tables created by this transaction, remembered only once it commits.
     created: Vec<String>,
@@ -86,6 +116,8 @@ impl<T: Transport> Replicator<T> {
             changes: 0,
             pending: Vec::new(),
             pending_bytes: 0,
+            pending_records: 0,
+            group: None,
             stream: None,
             created: Vec::new(),
         });
@@ -170,9 +202,16 @@ impl<T: Transport> Replicator<T> {
         if self.should_skip()? {
             return Ok(false);
         }
-        let stmt = sql::row_change(table, change)?;
+        let op = sql::row_op(table, change)?;
         self.ensure_table(table)?;
-        self.push(stmt)?;
+        match op {
+            sql::Op::Upsert { cols, values } => self.push_row(table, false, cols, values)?,
+            sql::Op::DeleteKey { key } => {
+                let cols = table.key.clone();
+                self.push_row(table, true, cols, key)?
+            }
+            sql::Op::Single(stmt) => self.push(stmt)?,
+        }
         self.txn.as_mut().expect("inside a transaction").changes += 1;
         Ok(true)
     }
@@ -200,18 +239,59 @@ impl<T: Transport> Replicator<T> {
         self.push(create)
     }
 
-    fn push(&mut self, stmt: Stmt) -> Result<(), PgTursoError> {
-        let txn = self.txn.as_mut().expect("inside a transaction");
-        let size = stmt.estimated_size();
-        if !txn.pending.is_empty()
-            && (txn.pending.len() >= self.limits.max_records
+    /// Flushes first when adding `size` bytes would overflow the request limits.
+    fn make_room(&mut self, size: usize) -> Result<(), PgTursoError> {
+        let txn = self.txn.as_ref().expect("inside a transaction");
+        if txn.pending_records > 0
+            && (txn.pending_records >= self.limits.max_records
                 || txn.pending_bytes + size > self.limits.max_bytes)
         {
             self.flush(false)?;
         }
+        Ok(())
+    }
+
+    /// Adds a statement of its own, after the rows grouped so far.
+    fn push(&mut self, stmt: Stmt) -> Result<(), PgTursoError> {
+        let size = stmt.estimated_size();
+        self.make_room(size)?;
+        let txn = self.txn.as_mut().expect("inside a transaction");
+        close_group(txn);
+        txn.pending_bytes += size;
+        txn.pending_records += 1;
+        txn.pending.push(stmt);
+        Ok(())
+    }
+
+    /// Adds one row to the current multi-row statement, or starts a new one.
+    fn push_row(
+        &mut self,
+        table: &Table,
+        delete: bool,
+        cols: Vec<usize>,
+        values: Vec<Value>,
+    ) -> Result<(), PgTursoError> {
+        let size = 8 + values.iter().map(Value::estimated_size).sum::<usize>();
+        self.make_room(size)?;
+        let max_rows = self
+            .limits
+            .max_records
+            .min(sql::MAX_PARAMS / cols.len().max(1));
         let txn = self.txn.as_mut().expect("inside a transaction");
         txn.pending_bytes += size;
-        txn.pending.push(stmt);
+        txn.pending_records += 1;
+        match &mut txn.group {
+            Some(g) if g.accepts(table, delete, &cols, max_rows) => g.rows.push(values),
+            _ => {
+                close_group(txn);
+                txn.group = Some(Group {
+                    table: table.clone(),
+                    delete,
+                    cols,
+                    rows: vec![values],
+                });
+            }
+        }
         Ok(())
     }
 
@@ -219,8 +299,10 @@ impl<T: Transport> Replicator<T> {
     fn flush(&mut self, commit: bool) -> Result<(), PgTursoError> {
         let txn = self.txn.as_mut().expect("inside a transaction");
         let lsn = txn.lsn;
+        close_group(txn);
         let mut stmts = std::mem::take(&mut txn.pending);
         txn.pending_bytes = 0;
+        txn.pending_records = 0;
         if commit {
             stmts.push(progress_upsert(&self.system_id, &self.slot, lsn));
         }
@@ -281,6 +363,13 @@ impl<T: Transport> Replicator<T> {
     /// Number of changes replicated so far in the current transaction.
     pub fn current_changes(&self) -> usize {
         self.txn.as_ref().map_or(0, |t| t.changes)
+    }
+}
+
+/// Turns the open multi-row group, if any, into a pending statement.
+fn close_group(txn: &mut Txn) {
+    if let Some(g) = txn.group.take() {
+        txn.pending.push(g.into_stmt());
     }
 }
 

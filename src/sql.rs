@@ -78,13 +78,86 @@ pub fn truncate(table: &Table) -> Stmt {
     )
 }
 
-/// The statements that apply one row change.
+/// SQLite's limit on bound parameters in one statement.
+pub const MAX_PARAMS: usize = 32_766;
+
+/// A row change reduced to what can be merged with its neighbours into one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Upsert (plain insert for keyless tables) of the columns `cols` with `values`.
+    Upsert {
+        cols: Vec<usize>,
+        values: Vec<Value>,
+    },
+    /// Delete by key.
+    DeleteKey { key: Vec<Value> },
+    /// Anything else: a statement of its own.
+    Single(Stmt),
+}
+
+/// The statement that applies one row change, on its own.
 pub fn row_change(table: &Table, change: &RowChange) -> Result<Stmt, PgTursoError> {
+    Ok(match row_op(table, change)? {
+        Op::Upsert { cols, values } => upsert_rows(table, &cols, &[values]),
+        Op::DeleteKey { key } => delete_keys(table, &[key]),
+        Op::Single(stmt) => stmt,
+    })
+}
+
+/// One row change as an [`Op`].
+pub fn row_op(table: &Table, change: &RowChange) -> Result<Op, PgTursoError> {
     match change {
-        RowChange::Insert { new } => Ok(upsert(table, new)),
+        RowChange::Insert { new } => Ok(upsert_op(new)),
         RowChange::Update { old, new } => update(table, old.as_deref(), new),
         RowChange::Delete { old } => delete(table, old.as_deref()),
     }
+}
+
+fn upsert_op(new: &[Cell]) -> Op {
+    let cols = present(new);
+    let values = cols.iter().map(|&i| value(new, i)).collect();
+    Op::Upsert { cols, values }
+}
+
+/// Multi-row `INSERT … VALUES (…), (…)` of the same columns, an upsert on the key when there is one.
+/// Rows are applied in order, so a later row for the same key wins, as in PostgreSQL.
+pub fn upsert_rows(table: &Table, cols: &[usize], rows: &[Vec<Value>]) -> Stmt {
+    let row = format!("({})", placeholders(cols.len()));
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES {}",
+        quote_ident(&table.turso_name),
+        column_list(table, cols),
+        vec![row.as_str(); rows.len()].join(", ")
+    );
+    sql.push_str(&upsert_clause(table, cols));
+    Stmt::new(sql, rows.iter().flatten().cloned().collect())
+}
+
+/// `DELETE … WHERE key IN (…)` (row values for composite keys).
+pub fn delete_keys(table: &Table, keys: &[Vec<Value>]) -> Stmt {
+    let name = quote_ident(&table.turso_name);
+    let args = keys.iter().flatten().cloned().collect();
+    if keys.len() == 1 {
+        return Stmt::new(
+            format!("DELETE FROM {name} WHERE {}", key_predicate(table)),
+            args,
+        );
+    }
+    let sql = if table.key.len() == 1 {
+        format!(
+            "DELETE FROM {name} WHERE {} IN ({})",
+            quote_ident(&table.columns[table.key[0]].name),
+            placeholders(keys.len())
+        )
+    } else {
+        let row = format!("({})", placeholders(table.key.len()));
+        format!(
+            "DELETE FROM {name} WHERE ({}) IN (VALUES {})",
+            column_list(table, &table.key),
+            vec![row.as_str(); keys.len()].join(", ")
+        )
+    };
+    Stmt::new(sql, args)
 }
 
 fn present(cells: &[Cell]) -> Vec<usize> {
@@ -105,19 +178,6 @@ fn value(cells: &[Cell], i: usize) -> Value {
 
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
-}
-
-/// INSERT of the present columns; with a key, an upsert that overwrites those columns.
-fn upsert(table: &Table, new: &[Cell]) -> Stmt {
-    let cols = present(new);
-    let mut sql = format!(
-        "INSERT INTO {} ({}) VALUES ({})",
-        quote_ident(&table.turso_name),
-        column_list(table, &cols),
-        placeholders(cols.len())
-    );
-    sql.push_str(&upsert_clause(table, &cols));
-    Stmt::new(sql, cols.iter().map(|&i| value(new, i)).collect())
 }
 
 /// `ON CONFLICT (key) DO UPDATE SET ...` for keyed tables, empty otherwise.
@@ -187,7 +247,7 @@ fn no_identity(table: &Table, op: &str) -> PgTursoError {
     }
 }
 
-fn update(table: &Table, old: Option<&[Cell]>, new: &[Cell]) -> Result<Stmt, PgTursoError> {
+fn update(table: &Table, old: Option<&[Cell]>, new: &[Cell]) -> Result<Op, PgTursoError> {
     if !table.key.is_empty() {
         let new_key = key_values(table, new).ok_or_else(|| no_identity(table, "UPDATE"))?;
         let old_key = match old {
@@ -195,20 +255,20 @@ fn update(table: &Table, old: Option<&[Cell]>, new: &[Cell]) -> Result<Stmt, PgT
             None => new_key.clone(),
         };
         if old_key == new_key {
-            return Ok(upsert(table, new));
+            return Ok(upsert_op(new));
         }
         // The key changed: move the row, keeping columns PostgreSQL did not send (unchanged TOAST).
         let cols = present(new);
         let (set, mut args) = set_clause(table, &cols, new);
         args.extend(old_key);
-        return Ok(Stmt::new(
+        return Ok(Op::Single(Stmt::new(
             format!(
                 "UPDATE {} SET {set} WHERE {}",
                 quote_ident(&table.turso_name),
                 key_predicate(table)
             ),
             args,
-        ));
+        )));
     }
     match old {
         Some(old) if table.identity_full => {
@@ -216,13 +276,13 @@ fn update(table: &Table, old: Option<&[Cell]>, new: &[Cell]) -> Result<Stmt, PgT
             let (set, mut args) = set_clause(table, &cols, new);
             let (pred, pred_args) = full_row_match(table, old);
             args.extend(pred_args);
-            Ok(Stmt::new(
+            Ok(Op::Single(Stmt::new(
                 format!(
                     "UPDATE {} SET {set} WHERE {pred}",
                     quote_ident(&table.turso_name)
                 ),
                 args,
-            ))
+            )))
         }
         _ => Err(no_identity(table, "UPDATE")),
     }
@@ -237,21 +297,21 @@ fn set_clause(table: &Table, cols: &[usize], new: &[Cell]) -> (String, Vec<Value
     (set, cols.iter().map(|&i| value(new, i)).collect())
 }
 
-fn delete(table: &Table, old: Option<&[Cell]>) -> Result<Stmt, PgTursoError> {
+fn delete(table: &Table, old: Option<&[Cell]>) -> Result<Op, PgTursoError> {
     let old = old.ok_or_else(|| no_identity(table, "DELETE"))?;
     let name = quote_ident(&table.turso_name);
     if !table.key.is_empty() {
         let key = key_values(table, old).ok_or_else(|| no_identity(table, "DELETE"))?;
-        return Ok(Stmt::new(
-            format!("DELETE FROM {name} WHERE {}", key_predicate(table)),
-            key,
-        ));
+        return Ok(Op::DeleteKey { key });
     }
     if !table.identity_full {
         return Err(no_identity(table, "DELETE"));
     }
     let (pred, args) = full_row_match(table, old);
-    Ok(Stmt::new(format!("DELETE FROM {name} WHERE {pred}"), args))
+    Ok(Op::Single(Stmt::new(
+        format!("DELETE FROM {name} WHERE {pred}"),
+        args,
+    )))
 }
 
 #[cfg(test)]
@@ -384,6 +444,36 @@ mod tests {
             new: vec![v(Value::Integer(1)), v(Value::Null), v(Value::Null)],
         };
         assert!(row_change(&table(vec![], false), &upd).is_err());
+    }
+
+    #[test]
+    fn multi_row_statements() {
+        let t = table(vec![0], false);
+        let rows = vec![
+            vec![Value::Integer(1), Value::Text("a".into())],
+            vec![Value::Integer(2), Value::Null],
+        ];
+        let s = upsert_rows(&t, &[0, 1], &rows);
+        assert_eq!(
+            s.sql,
+            "INSERT INTO \"t\" (\"id\", \"v\") VALUES (?, ?), (?, ?) ON CONFLICT (\"id\") DO UPDATE SET \"v\" = excluded.\"v\""
+        );
+        assert_eq!(s.args.len(), 4);
+        let d = delete_keys(&t, &[vec![Value::Integer(1)], vec![Value::Integer(2)]]);
+        assert_eq!(d.sql, "DELETE FROM \"t\" WHERE \"id\" IN (?, ?)");
+        let c = table(vec![0, 1], false);
+        let d = delete_keys(
+            &c,
+            &[
+                vec![Value::Integer(1), Value::Text("a".into())],
+                vec![Value::Integer(2), Value::Text("b".into())],
+            ],
+        );
+        assert_eq!(
+            d.sql,
+            "DELETE FROM \"t\" WHERE (\"id\", \"v\") IN (VALUES (?, ?), (?, ?))"
+        );
+        assert_eq!(d.args.len(), 4);
     }
 
     #[test]

@@ -152,12 +152,20 @@ fn one_transaction_is_one_atomic_request_with_progress() {
             "CREATE TABLE",
             "INSERT INTO",
             "INSERT INTO",
-            "INSERT INTO",
             "COMMIT",
             "ROLLBACK"
         ]
     );
-    let progress = &txn["requests"][0]["batch"]["steps"][4]["stmt"];
+    let rows = &txn["requests"][0]["batch"]["steps"][2]["stmt"];
+    assert!(
+        rows["sql"]
+            .as_str()
+            .unwrap()
+            .contains("VALUES (?, ?), (?, ?)"),
+        "two rows, one statement"
+    );
+    assert_eq!(rows["args"].as_array().unwrap().len(), 4);
+    let progress = &txn["requests"][0]["batch"]["steps"][3]["stmt"];
     assert!(progress["sql"]
         .as_str()
         .unwrap()
@@ -246,16 +254,14 @@ fn large_transactions_span_requests_on_one_stream() {
         Some("http://other:1/"),
         "follows base_url"
     );
-    assert_eq!(step_sqls(&txn[1].1), ["INSERT INTO", "INSERT INTO"]);
+    assert_eq!(
+        step_sqls(&txn[1].1),
+        ["INSERT INTO"],
+        "two rows, one statement"
+    );
     assert_eq!(
         step_sqls(&txn[2].1),
-        [
-            "INSERT INTO",
-            "INSERT INTO",
-            "INSERT INTO",
-            "COMMIT",
-            "ROLLBACK"
-        ]
+        ["INSERT INTO", "INSERT INTO", "COMMIT", "ROLLBACK"]
     );
     assert_eq!(txn[2].1["requests"][1]["type"], "close");
 }
@@ -286,4 +292,82 @@ fn a_failed_transaction_does_not_mark_its_table_created() {
     r.change(&table(), &insert(1)).unwrap();
     assert!(r.commit().is_err());
     assert!(r.ensured.is_empty());
+}
+
+#[test]
+fn grouping_keeps_the_order_of_changes() {
+    let mut fake = Fake::default();
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
+    let mut other = table();
+    other.turso_name = "u".into();
+    let delete = |id| RowChange::Delete {
+        old: Some(vec![
+            Cell::Value(Value::Integer(id)),
+            Cell::Value(Value::Null),
+        ]),
+    };
+    r.begin(0x100);
+    for change in [insert(1), insert(2), delete(1), delete(2), insert(1)] {
+        r.change(&table(), &change).unwrap();
+    }
+    r.change(&other, &insert(9)).unwrap();
+    r.change(&table(), &insert(3)).unwrap();
+    assert_eq!(
+        r.commit().unwrap().as_deref(),
+        Some("COMMIT 0/100: 7 changes")
+    );
+    drop(r);
+    let steps = fake.requests[1].1["requests"][0]["batch"]["steps"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let sqls: Vec<&str> = steps
+        .iter()
+        .map(|s| s["stmt"]["sql"].as_str().unwrap())
+        .collect();
+    assert!(
+        sqls[2].starts_with("INSERT INTO \"t\"") && sqls[2].contains("(?, ?), (?, ?)"),
+        "{}",
+        sqls[2]
+    );
+    assert_eq!(sqls[3], "DELETE FROM \"t\" WHERE \"id\" IN (?, ?)");
+    assert!(sqls[4].starts_with("INSERT INTO \"t\""));
+    assert!(sqls[5].starts_with("CREATE TABLE IF NOT EXISTS \"u\""));
+    assert!(sqls[6].starts_with("INSERT INTO \"u\""));
+    assert!(sqls[7].starts_with("INSERT INTO \"t\"") && !sqls[7].contains("), ("));
+}
+
+#[test]
+fn statements_stay_under_the_parameter_limit() {
+    let mut fake = Fake::default();
+    let limits = Limits {
+        max_records: 100_000,
+        max_bytes: usize::MAX,
+    };
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
+    r.begin(0x100);
+    for id in 0..20_000 {
+        r.change(&table(), &insert(id)).unwrap();
+    }
+    r.commit().unwrap();
+    drop(r);
+    let steps = fake.requests[1].1["requests"][0]["batch"]["steps"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let inserts: Vec<usize> = steps
+        .iter()
+        .filter(|s| {
+            s["stmt"]["sql"]
+                .as_str()
+                .unwrap()
+                .starts_with("INSERT INTO \"t\"")
+        })
+        .map(|s| s["stmt"]["args"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(inserts.iter().sum::<usize>(), 40_000);
+    assert!(
+        inserts.iter().all(|&n| n <= crate::sql::MAX_PARAMS),
+        "{inserts:?}"
+    );
 }
