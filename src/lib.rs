@@ -1,6 +1,7 @@
 //! pgturso: a logical decoding output plugin that replicates committed PostgreSQL transactions
 //! into Turso (libSQL) over Hrana-over-HTTP, atomically and exactly once.
 
+mod api;
 pub mod client;
 pub mod error;
 pub mod hrana;

@@ -71,6 +71,8 @@ impl Group {
 /// The Turso side of the transaction being decoded.
 struct Txn {
     lsn: u64,
+    /// Decoded transactions record their LSN in the progress table; copies do not.
+    tracked: bool,
     /// Already applied in Turso (at or below the progress LSN): decode, but send nothing.
     skip: Option<bool>,
     changes: usize,
@@ -110,9 +112,20 @@ impl<T: Transport> Replicator<T> {
 
     /// BEGIN of a decoded transaction whose commit record is at `lsn`.
     pub fn begin(&mut self, lsn: u64) {
+        self.start(lsn, true);
+    }
+
+    /// BEGIN of a Turso transaction that is not a decoded one (an initial copy, a view sync):
+    /// nothing is skipped and no progress is recorded.
+    pub fn begin_untracked(&mut self) {
+        self.start(0, false);
+    }
+
+    fn start(&mut self, lsn: u64, tracked: bool) {
         self.txn = Some(Txn {
             lsn,
-            skip: None,
+            tracked,
+            skip: if tracked { None } else { Some(false) },
             changes: 0,
             pending: Vec::new(),
             pending_bytes: 0,
@@ -303,7 +316,7 @@ impl<T: Transport> Replicator<T> {
         let mut stmts = std::mem::take(&mut txn.pending);
         txn.pending_bytes = 0;
         txn.pending_records = 0;
-        if commit {
+        if commit && txn.tracked {
             stmts.push(progress_upsert(&self.system_id, &self.slot, lsn));
         }
         let sqls: Vec<String> = stmts.iter().map(|s| s.sql.clone()).collect();
@@ -352,7 +365,9 @@ impl<T: Transport> Replicator<T> {
         self.flush(true)?;
         let txn = self.txn.take().expect("inside a transaction");
         self.ensured.extend(txn.created);
-        self.applied_lsn = Some(Some(lsn));
+        if txn.tracked {
+            self.applied_lsn = Some(Some(lsn));
+        }
         Ok(Some(format!(
             "COMMIT {}: {changes} change{}",
             format_lsn(lsn),

@@ -132,8 +132,13 @@ unsafe fn describe(rel: pg_sys::Relation) -> Result<RelInfo, PgTursoError> {
             if replident == b'i' && (*rel).rd_replidindex != pg_sys::InvalidOid {
                 let rid = (*rel).rd_replidindex;
                 (rid, rid == (*rel).rd_pkindex)
-            } else {
+            } else if (*rel).rd_pkindex != pg_sys::InvalidOid {
                 ((*rel).rd_pkindex, true)
+            } else if (*class).relkind as u8 == pg_sys::RELKIND_MATVIEW {
+                // A materialized view has no primary key; its unique index identifies rows.
+                (unique_index(rel), false)
+            } else {
+                (pg_sys::InvalidOid, false)
             };
         let key = if key_index == pg_sys::InvalidOid {
             Vec::new()
@@ -152,6 +157,45 @@ unsafe fn describe(rel: pg_sys::Relation) -> Result<RelInfo, PgTursoError> {
             },
             readers,
         })
+    }
+}
+
+/// The first plain (no expressions, no predicate) unique index of `rel`, or InvalidOid.
+unsafe fn unique_index(rel: pg_sys::Relation) -> pg_sys::Oid {
+    // SAFETY: `rel` is open; index relcache entries are released before returning.
+    unsafe {
+        let list = pg_sys::RelationGetIndexList(rel);
+        let mut found = pg_sys::InvalidOid;
+        if !list.is_null() {
+            for i in 0..(*list).length {
+                let oid = pg_sys::list_nth_oid(list, i);
+                let idx = pg_sys::RelationIdGetRelation(oid);
+                if idx.is_null() {
+                    continue;
+                }
+                let form = (*idx).rd_index;
+                let plain = (*idx).rd_indexprs.is_null()
+                    && (*idx).rd_indpred.is_null()
+                    && pg_sys::heap_attisnull(
+                        (*idx).rd_indextuple,
+                        pg_sys::Anum_pg_index_indexprs as i32,
+                        std::ptr::null_mut(),
+                    )
+                    && pg_sys::heap_attisnull(
+                        (*idx).rd_indextuple,
+                        pg_sys::Anum_pg_index_indpred as i32,
+                        std::ptr::null_mut(),
+                    );
+                let usable = (*form).indisunique && (*form).indisvalid && plain;
+                pg_sys::RelationClose(idx);
+                if usable {
+                    found = oid;
+                    break;
+                }
+            }
+            pg_sys::list_free(list);
+        }
+        found
     }
 }
 
@@ -206,6 +250,119 @@ pub unsafe fn cells(
                 }
             })
             .collect()
+    }
+}
+
+/// The columns of a query row whose columns are the relation's live columns in order
+/// (`SELECT * FROM rel`): column `i` of the row is replicated column `i`.
+///
+/// # Safety
+/// `tuple` must be a valid heap tuple with descriptor `tupdesc` having one attribute per
+/// replicated column of `info`, in order.
+pub unsafe fn query_cells(
+    info: &RelInfo,
+    tupdesc: pg_sys::TupleDesc,
+    tuple: pg_sys::HeapTuple,
+) -> Result<Vec<Cell>, PgTursoError> {
+    // SAFETY: caller guarantees the tuple matches the descriptor.
+    unsafe {
+        let natts = (*tupdesc).natts as usize;
+        if natts != info.readers.len() {
+            return Err(PgTursoError::Value {
+                table: info.table.display_name(),
+                column: String::new(),
+                reason: format!(
+                    "the query returned {natts} columns, the relation has {}",
+                    info.readers.len()
+                ),
+            });
+        }
+        let mut values = vec![pg_sys::Datum::from(0); natts];
+        let mut nulls = vec![true; natts];
+        pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        (0..natts)
+            .map(|i| {
+                if nulls[i] {
+                    return Ok(Cell::Value(Value::Null));
+                }
+                read(&info.readers[i], values[i]).map_err(|reason| PgTursoError::Value {
+                    table: info.table.display_name(),
+                    column: info.table.columns[i].name.clone(),
+                    reason,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The description of the relation `relid`, opened and closed here.
+pub fn rel_info_by_oid(relid: pg_sys::Oid) -> Result<Rc<RelInfo>, String> {
+    // SAFETY: the relcache reference is released before returning.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return Err(format!(
+                "relation with OID {} does not exist",
+                relid.to_u32()
+            ));
+        }
+        let info = rel_info(rel);
+        pg_sys::RelationClose(rel);
+        info.map_err(|e| e.to_string())
+    }
+}
+
+/// Runs `query` through an SPI cursor and hands its rows to `f` in batches of `batch` rows,
+/// each batch converted inside a memory context that is reset afterwards.
+pub fn for_each_batch<E>(
+    query: &str,
+    batch: i64,
+    mut f: impl FnMut(pg_sys::TupleDesc, &[pg_sys::HeapTuple]) -> Result<(), E>,
+) -> Result<(), E> {
+    let sql = std::ffi::CString::new(query).expect("queries are built without NUL bytes");
+    // SAFETY: standard SPI cursor protocol; every path that returns closes the cursor and
+    // disconnects; an ERROR unwinds through PostgreSQL's own SPI cleanup at abort.
+    unsafe {
+        let cxt = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::CurrentMemoryContext,
+            c"pgturso batch".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        pg_sys::SPI_connect();
+        let plan = pg_sys::SPI_prepare(sql.as_ptr(), 0, std::ptr::null_mut());
+        let portal = pg_sys::SPI_cursor_open(
+            std::ptr::null(),
+            plan,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            true,
+        );
+        let mut result = Ok(());
+        loop {
+            pg_sys::SPI_cursor_fetch(portal, true, batch);
+            let n = pg_sys::SPI_processed as usize;
+            let tt = pg_sys::SPI_tuptable;
+            if n == 0 || tt.is_null() {
+                break;
+            }
+            let rows = std::slice::from_raw_parts((*tt).vals, n);
+            let old = pg_sys::CurrentMemoryContext;
+            pg_sys::CurrentMemoryContext = cxt;
+            let r = f((*tt).tupdesc, rows);
+            pg_sys::CurrentMemoryContext = old;
+            pg_sys::MemoryContextReset(cxt);
+            pg_sys::SPI_freetuptable(tt);
+            if r.is_err() {
+                result = r;
+                break;
+            }
+        }
+        pg_sys::SPI_cursor_close(portal);
+        pg_sys::SPI_finish();
+        pg_sys::MemoryContextDelete(cxt);
+        result
     }
 }
 

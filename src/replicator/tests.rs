@@ -371,3 +371,30 @@ fn statements_stay_under_the_parameter_limit() {
         "{inserts:?}"
     );
 }
+
+#[test]
+fn untracked_transactions_record_no_progress() {
+    let mut fake = Fake {
+        progress: Some(0x900),
+        ..Default::default()
+    };
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
+    r.begin_untracked();
+    r.truncate(&[table()]).unwrap();
+    r.change(&table(), &insert(1)).unwrap();
+    assert!(r.commit().unwrap().is_some());
+    drop(r);
+    assert_eq!(fake.requests.len(), 1, "no progress read");
+    let sqls = step_sqls(&fake.requests[0].1);
+    assert_eq!(
+        sqls,
+        [
+            "BEGIN",
+            "CREATE TABLE",
+            "DELETE FROM",
+            "INSERT INTO",
+            "COMMIT",
+            "ROLLBACK"
+        ]
+    );
+}

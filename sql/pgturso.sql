@@ -1,0 +1,363 @@
+-- pgturso SQL API: replicate tables and materialized views into Turso, schedule it with pg_cron,
+-- and watch it in a status view. Internal state lives in schema pgturso; the user-facing functions
+-- live in the extension's schema (the first schema of search_path at CREATE EXTENSION, usually
+-- public). The URL and token always come from the user's turso_url() and turso_token() at run
+-- time, so they never sit in cron.job, in a job's command or in pg_stat_activity.
+
+CREATE TABLE pgturso.replications (
+    name        text PRIMARY KEY,   -- the relation, schema-qualified
+    relid       oid NOT NULL,
+    kind        text NOT NULL CHECK (kind IN ('table', 'mv')),
+    slot        text,               -- logical replication slot (tables only)
+    synced      boolean NOT NULL DEFAULT false,  -- initial copy done
+    schedule    text,
+    cron_jobid  bigint,
+    active      boolean NOT NULL DEFAULT false,
+    last_run    timestamptz,
+    last_status text,
+    last_error  text,
+    last_rows   bigint
+);
+REVOKE ALL ON pgturso.replications FROM PUBLIC;
+
+-- URL and token from the user's functions, with a clear error when they are missing.
+CREATE FUNCTION pgturso._credentials(OUT url text, OUT token text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regprocedure('turso_url()') IS NULL THEN
+        RAISE EXCEPTION 'function turso_url() does not exist'
+            USING ERRCODE = 'undefined_function',
+                  HINT = 'Create it, returning your Turso database URL: CREATE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $f$ SELECT ''http://127.0.0.1:8080/'' $f$;';
+    END IF;
+    IF to_regprocedure('turso_token()') IS NULL THEN
+        RAISE EXCEPTION 'function turso_token() does not exist'
+            USING ERRCODE = 'undefined_function',
+                  HINT = 'Create it, returning your Turso token (an empty string for a server without auth): CREATE FUNCTION turso_token() RETURNS text LANGUAGE sql AS $f$ SELECT ''<token>'' $f$;';
+    END IF;
+    EXECUTE 'SELECT turso_url()::text, turso_token()::text' INTO url, token;
+    IF url IS NULL OR url = '' THEN
+        RAISE EXCEPTION 'turso_url() returned no URL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Make turso_url() return the Turso database URL, e.g. http://127.0.0.1:8080/.';
+    END IF;
+    token := coalesce(token, '');
+END
+$$;
+REVOKE ALL ON FUNCTION pgturso._credentials() FROM PUBLIC;
+
+CREATE FUNCTION pgturso._qualified(rel regclass) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('%I.%I', n.nspname, c.relname)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = rel
+$$;
+
+CREATE FUNCTION pgturso._slot_name(rel regclass) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('pgturso_%s_%s', d.oid, rel::oid) FROM pg_database d WHERE d.datname = current_database()
+$$;
+
+CREATE FUNCTION pgturso._require_kind(rel regclass, kind text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE k "char" := (SELECT relkind FROM pg_class WHERE oid = rel);
+BEGIN
+    IF kind = 'table' AND k NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%" is not a table', rel
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Use turso_replicate_mv() / turso_schedule_mv_replication() for materialized views.';
+    ELSIF kind = 'mv' AND k <> 'm' THEN
+        RAISE EXCEPTION '"%" is not a materialized view', rel
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Use turso_replicate_table() / turso_schedule_table_replication() for tables.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION pgturso._record(rel regclass, kind text, rows bigint) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO pgturso.replications AS r (name, relid, kind, slot, synced, last_run, last_status, last_error, last_rows)
+    VALUES (pgturso._qualified(rel), rel, kind,
+            CASE WHEN kind = 'table' THEN pgturso._slot_name(rel) END, true, now(), 'ok', NULL, rows)
+    ON CONFLICT (name) DO UPDATE
+        SET synced = true, last_run = now(), last_status = 'ok', last_error = NULL, last_rows = excluded.last_rows
+$$;
+
+-- Replicates the pending changes of one table now. The first call creates the table's slot and
+-- copies the rows that already exist (initial sync), consistent with the slot. Returns the
+-- number of transactions (or, on the first call, copied rows plus transactions) replicated.
+CREATE FUNCTION @extschema@.turso_replicate_table(tbl regclass) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+    slot text := pgturso._slot_name(tbl);
+    synced boolean;
+    n bigint := 0;
+BEGIN
+    PERFORM pgturso._require_kind(tbl, 'table');
+    SELECT * INTO c FROM pgturso._credentials();
+    SELECT r.synced INTO synced FROM pgturso.replications r WHERE r.name = pgturso._qualified(tbl);
+    IF NOT coalesce(synced, false) THEN
+        -- A slot left by an initial sync that failed is recreated, so the copy and the slot agree.
+        -- Creating a slot must come before any write in this transaction.
+        IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = slot) THEN
+            PERFORM pg_drop_replication_slot(slot);
+        END IF;
+        PERFORM pg_create_logical_replication_slot(slot, 'pgturso');
+        -- The copy's snapshot is taken after the slot's consistent point: every transaction is in
+        -- the copy, decoded later, or both (replays converge: upserts and deletes by key).
+        n := pgturso._sync_rows(tbl, c.url, c.token, true, NULL, format('SELECT * FROM %s', tbl::text));
+    END IF;
+    n := n + (SELECT count(*) FROM pg_logical_slot_get_changes(slot, NULL, NULL,
+                 'url', c.url, 'auth', c.token, 'table_name', pgturso._qualified(tbl)));
+    PERFORM pgturso._record(tbl, 'table', n);
+    RETURN n;
+END
+$$;
+
+CREATE FUNCTION pgturso._mv_key(mv regclass) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT array_agg(quote_ident(a.attname) ORDER BY k.ord)
+    FROM (SELECT i.indkey FROM pg_index i
+          WHERE i.indrelid = mv AND i.indisunique AND i.indisvalid
+            AND i.indpred IS NULL AND i.indexprs IS NULL
+          ORDER BY i.indexrelid LIMIT 1) i,
+         unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+         JOIN pg_attribute a ON a.attrelid = mv AND a.attnum = k.attnum
+$$;
+
+-- Refreshes a materialized view, then makes its Turso table equal to it in one Turso transaction.
+-- With a unique index: REFRESH ... CONCURRENTLY, and only the difference against the last
+-- replicated contents (kept in a shadow table) travels. Without: the Turso table is replaced.
+-- Returns the number of rows sent.
+CREATE FUNCTION @extschema@.turso_replicate_mv(mv regclass) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+    key text[] := pgturso._mv_key(mv);
+    shadow text := format('pgturso.%I', 'shadow_' || mv::oid);
+    synced boolean;
+    n bigint;
+BEGIN
+    PERFORM pgturso._require_kind(mv, 'mv');
+    SELECT * INTO c FROM pgturso._credentials();
+    IF key IS NOT NULL AND (SELECT relispopulated FROM pg_class WHERE oid = mv) THEN
+        EXECUTE format('REFRESH MATERIALIZED VIEW CONCURRENTLY %s', mv::text);
+    ELSE
+        EXECUTE format('REFRESH MATERIALIZED VIEW %s', mv::text);
+    END IF;
+    SELECT r.synced INTO synced FROM pgturso.replications r WHERE r.name = pgturso._qualified(mv);
+    IF key IS NULL THEN
+        n := pgturso._sync_rows(mv, c.url, c.token, true, NULL, format('SELECT * FROM %s', mv::text));
+    ELSIF NOT coalesce(synced, false) OR to_regclass(shadow) IS NULL THEN
+        EXECUTE format('DROP TABLE IF EXISTS %s', shadow);
+        EXECUTE format('CREATE TABLE %s AS SELECT * FROM %s WITH NO DATA', shadow, mv::text);
+        n := pgturso._sync_rows(mv, c.url, c.token, true, NULL, format('SELECT * FROM %s', mv::text));
+    ELSE
+        n := pgturso._sync_rows(mv, c.url, c.token, false,
+            format('SELECT s.* FROM %s s WHERE NOT EXISTS (SELECT 1 FROM %s v WHERE (%s) IS NOT DISTINCT FROM (%s))',
+                   shadow, mv::text,
+                   (SELECT string_agg('v.' || k, ', ') FROM unnest(key) k),
+                   (SELECT string_agg('s.' || k, ', ') FROM unnest(key) k)),
+            format('SELECT v.* FROM %s v WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE s::text = v::text)',
+                   mv::text, shadow));
+    END IF;
+    IF key IS NOT NULL THEN
+        EXECUTE format('TRUNCATE %s', shadow);
+        EXECUTE format('INSERT INTO %s SELECT * FROM %s', shadow, mv::text);
+    END IF;
+    PERFORM pgturso._record(mv, 'mv', n);
+    RETURN n;
+END
+$$;
+
+-- '<n> seconds' (1 to 59) -> n; a cron expression -> NULL.
+CREATE FUNCTION pgturso._seconds(schedule text) RETURNS int
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE m text[] := regexp_match(schedule, '^\s*(\d+)\s*(s|sec|secs|second|seconds)\s*$', 'i');
+BEGIN
+    IF m IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF m[1]::int NOT BETWEEN 1 AND 59 THEN
+        RAISE EXCEPTION 'invalid schedule "%"', schedule
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use 1 to 59 seconds, e.g. ''5 seconds'', or a cron expression, e.g. ''*/5 * * * *''.';
+    END IF;
+    RETURN m[1]::int;
+END
+$$;
+
+-- pg_cron must be loaded; its extension is created here when this is the cron database.
+CREATE FUNCTION pgturso._require_cron() RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE v text := (SELECT extversion FROM pg_extension WHERE extname = 'pg_cron');
+BEGIN
+    IF v IS NOT NULL THEN
+        RETURN v;
+    END IF;
+    IF current_setting('shared_preload_libraries') !~ '(^|[\s,])pg_cron($|[\s,])' THEN
+        RAISE EXCEPTION 'pg_cron is not available'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Scheduling needs pg_cron: install it (Debian: postgresql-15-cron), set shared_preload_libraries = ''pg_cron'' and cron.database_name, restart PostgreSQL. Without pg_cron, call turso_replicate_table() / turso_replicate_mv() yourself.';
+    END IF;
+    IF current_database() <> current_setting('cron.database_name', true) THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('Run CREATE EXTENSION pg_cron in database "%s" (cron.database_name), or set cron.database_name to this database.', current_setting('cron.database_name', true));
+    END IF;
+    CREATE EXTENSION pg_cron;
+    RETURN (SELECT extversion FROM pg_extension WHERE extname = 'pg_cron');
+END
+$$;
+
+-- One scheduled run: replicates, and records the outcome instead of failing the job.
+CREATE FUNCTION pgturso._run(p_name text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE r pgturso.replications;
+BEGIN
+    SELECT * INTO r FROM pgturso.replications WHERE name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no replication named "%"', p_name;
+    END IF;
+    BEGIN
+        IF r.kind = 'table' THEN
+            PERFORM @extschema@.turso_replicate_table(r.relid::regclass);
+        ELSE
+            PERFORM @extschema@.turso_replicate_mv(r.relid::regclass);
+        END IF;
+        RETURN true;
+    EXCEPTION WHEN OTHERS THEN
+        UPDATE pgturso.replications
+           SET last_run = now(), last_status = 'error', last_error = SQLERRM
+         WHERE name = p_name;
+        RETURN false;
+    END;
+END
+$$;
+
+-- Runs a replication every p_seconds within one minute (for pg_cron before 1.5, whose
+-- schedules have a one-minute resolution); started by a job that runs every minute.
+CREATE PROCEDURE pgturso._run_every(p_name text, p_seconds int)
+LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    tick int := 0;
+BEGIN
+    LOOP
+        PERFORM pgturso._run(p_name);
+        COMMIT;
+        tick := tick + 1;
+        EXIT WHEN tick * p_seconds >= 60;
+        PERFORM pg_sleep(greatest(0, extract(epoch FROM
+            started + make_interval(secs => tick * p_seconds) - clock_timestamp())));
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION pgturso._schedule(rel regclass, kind text, schedule text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    rep_name text := pgturso._qualified(rel);
+    secs int := pgturso._seconds(schedule);
+    r pgturso.replications;
+    cron_version text;
+    cron_schedule text;
+    command text;
+    jobid bigint;
+BEGIN
+    PERFORM pgturso._require_kind(rel, kind);
+    PERFORM pgturso._credentials();
+    SELECT * INTO r FROM pgturso.replications p WHERE p.name = rep_name;
+    IF FOUND AND r.active AND r.schedule = schedule AND r.cron_jobid IS NOT NULL THEN
+        RETURN r.cron_jobid;   -- already scheduled: no second slot, no second job
+    END IF;
+    IF current_setting('shared_preload_libraries') !~ '(^|[\s,])pg_cron($|[\s,])'
+       AND NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        PERFORM pgturso._require_cron();   -- raises the explanation
+    END IF;
+    -- First run now: creates the slot (before any write) and does the initial sync.
+    IF kind = 'table' THEN
+        PERFORM @extschema@.turso_replicate_table(rel);
+    ELSE
+        PERFORM @extschema@.turso_replicate_mv(rel);
+    END IF;
+    cron_version := pgturso._require_cron();
+    IF secs IS NULL THEN
+        cron_schedule := schedule;
+        command := format('SELECT pgturso._run(%L)', rep_name);
+    ELSIF string_to_array(split_part(cron_version, '-', 1), '.')::int[] >= ARRAY[1, 5] THEN
+        cron_schedule := format('%s seconds', secs);
+        command := format('SELECT pgturso._run(%L)', rep_name);
+    ELSE
+        cron_schedule := '* * * * *';
+        command := format('CALL pgturso._run_every(%L, %s)', rep_name, secs);
+    END IF;
+    IF current_database() = current_setting('cron.database_name', true) THEN
+        EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO jobid
+            USING 'pgturso:' || rep_name, cron_schedule, command;
+    ELSE
+        EXECUTE 'SELECT cron.schedule_in_database($1, $2, $3, $4)' INTO jobid
+            USING 'pgturso:' || rep_name, cron_schedule, command, current_database();
+    END IF;
+    UPDATE pgturso.replications p
+       SET schedule = _schedule.schedule, cron_jobid = jobid, active = true
+     WHERE p.name = rep_name;
+    RETURN jobid;
+END
+$$;
+
+-- Creates what is needed (slot, Turso table, initial copy) and a pg_cron job; returns the job id.
+-- schedule: a cron expression ('*/5 * * * *') or '<n> seconds' (1 to 59).
+CREATE FUNCTION @extschema@.turso_schedule_table_replication(tbl regclass, schedule text) RETURNS bigint
+LANGUAGE sql AS $$ SELECT pgturso._schedule(tbl, 'table', schedule) $$;
+
+CREATE FUNCTION @extschema@.turso_schedule_mv_replication(mv regclass, schedule text) RETURNS bigint
+LANGUAGE sql AS $$ SELECT pgturso._schedule(mv, 'mv', schedule) $$;
+
+-- Removes the job of a replication; with drop_slot, also its slot and state.
+CREATE FUNCTION @extschema@.turso_unschedule(name text, drop_slot boolean DEFAULT false) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    r pgturso.replications;
+    rel regclass := to_regclass(name);
+BEGIN
+    SELECT * INTO r FROM pgturso.replications p
+     WHERE p.name = turso_unschedule.name OR (rel IS NOT NULL AND p.relid = rel);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no replication named "%"', name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'See the replications in turso_replication_status.';
+    END IF;
+    IF r.cron_jobid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        EXECUTE 'SELECT cron.unschedule($1)' USING r.cron_jobid;
+    END IF;
+    IF drop_slot THEN
+        IF r.slot IS NOT NULL AND EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = r.slot) THEN
+            PERFORM pg_drop_replication_slot(r.slot);
+        END IF;
+        EXECUTE format('DROP TABLE IF EXISTS pgturso.%I', 'shadow_' || r.relid);
+        DELETE FROM pgturso.replications p WHERE p.name = r.name;
+    ELSE
+        UPDATE pgturso.replications p SET active = false, cron_jobid = NULL, schedule = NULL
+         WHERE p.name = r.name;
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- Every replication: its slot, schedule, position, lag, retained WAL and last run.
+CREATE VIEW @extschema@.turso_replication_status AS
+SELECT r.name,
+       r.kind,
+       r.slot,
+       r.schedule,
+       r.active,
+       s.confirmed_flush_lsn AS confirmed_lsn,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint AS lag_bytes,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint AS retained_wal_bytes,
+       r.last_run,
+       r.last_status,
+       r.last_error,
+       r.last_rows
+FROM pgturso.replications r
+LEFT JOIN pg_replication_slots s ON s.slot_name = r.slot;

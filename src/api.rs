@@ -1,0 +1,101 @@
+//! SQL-callable Rust entry points behind the plpgsql API in `sql/pgturso.sql`.
+//!
+//! `pgturso._sync_rows` streams the rows of queries over one relation into ONE Turso transaction:
+//! optionally emptying the Turso table first (initial copy, view without unique key), then
+//! deleting by key the rows of `delete_query` and upserting the rows of `upsert_query` (view diffs).
+//! Rows are read through an SPI cursor in batches, so memory stays bounded for any size.
+
+use pgrx::prelude::*;
+
+extension_sql_file!("../sql/pgturso.sql", name = "pgturso_api", finalize);
+
+#[pg_schema]
+mod pgturso {
+    use std::time::Duration;
+
+    use pgrx::prelude::*;
+
+    use crate::client::HttpTransport;
+    use crate::error::{redact, PgTursoError};
+    use crate::model::{Cell, RowChange};
+    use crate::replicator::{Limits, Replicator};
+    use crate::tuple;
+
+    const BATCH: i64 = 2000;
+
+    fn check_interrupts() {
+        pgrx::pg_sys::check_for_interrupts!();
+    }
+
+    /// Internal: use `turso_replicate_table` / `turso_replicate_mv`. Returns the rows sent.
+    #[pg_extern]
+    fn _sync_rows(
+        rel: pg_sys::Oid,
+        url: &str,
+        token: Option<&str>,
+        replace: bool,
+        delete_query: Option<&str>,
+        upsert_query: &str,
+    ) -> i64 {
+        let token = token.filter(|t| !t.is_empty());
+        let secrets: Vec<&str> = token.into_iter().collect();
+        let fail = |msg: String| -> ! {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+                redact(&msg, &secrets)
+            );
+        };
+        let options = crate::options::parse(&[
+            ("url".to_string(), Some(url.to_string())),
+            ("auth".to_string(), token.map(str::to_string)),
+        ])
+        .unwrap_or_else(|e| fail(e.to_string()));
+        let info = tuple::rel_info_by_oid(rel).unwrap_or_else(|e| fail(e));
+        let transport = HttpTransport::new(
+            options.base_url.clone(),
+            options.token.as_deref(),
+            Duration::from_millis(crate::options::DEFAULT_TIMEOUT_MS),
+            check_interrupts,
+        );
+        let mut r = Replicator::new(transport, String::new(), String::new(), Limits::default());
+        let run = |r: &mut Replicator<HttpTransport>| -> Result<i64, PgTursoError> {
+            let table = &info.table;
+            let mut sent = 0i64;
+            r.begin_untracked();
+            if replace {
+                r.truncate(std::slice::from_ref(table))?;
+            }
+            let mut apply = |query: &str, delete: bool| {
+                tuple::for_each_batch(query, BATCH, |tupdesc, rows| {
+                    for &row in rows {
+                        // SAFETY: the query returns rows shaped like the relation (checked inside).
+                        let cells: Vec<Cell> = unsafe { tuple::query_cells(&info, tupdesc, row) }?;
+                        let change = if delete {
+                            RowChange::Delete { old: Some(cells) }
+                        } else {
+                            RowChange::Insert { new: cells }
+                        };
+                        r.change(table, &change)?;
+                        sent += 1;
+                    }
+                    Ok(())
+                })
+            };
+            if let Some(q) = delete_query {
+                apply(q, true)?;
+            }
+            apply(upsert_query, false)?;
+            r.commit()?;
+            Ok(sent)
+        };
+        match run(&mut r) {
+            Ok(n) => n,
+            Err(e) => {
+                e.into_report(&secrets, "_sync_rows")
+                    .report(PgLogLevel::ERROR);
+                unreachable!("an ERROR report does not return")
+            }
+        }
+    }
+}
