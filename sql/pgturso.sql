@@ -149,16 +149,19 @@ BEGIN
     IF key IS NULL THEN
         n := pgturso._sync_rows(mv, c.url, c.token, true, NULL, format('SELECT * FROM %s', mv::text));
     ELSIF NOT coalesce(synced, false) OR to_regclass(shadow) IS NULL THEN
-        EXECUTE format('DROP TABLE IF EXISTS %s', shadow);
+        IF to_regclass(shadow) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE %s', shadow);
+        END IF;
         EXECUTE format('CREATE TABLE %s AS SELECT * FROM %s WITH NO DATA', shadow, mv::text);
         n := pgturso._sync_rows(mv, c.url, c.token, true, NULL, format('SELECT * FROM %s', mv::text));
     ELSE
+        -- Whole-row references ("alias.*") so a column named like an alias cannot capture them.
         n := pgturso._sync_rows(mv, c.url, c.token, false,
-            format('SELECT s.* FROM %s s WHERE NOT EXISTS (SELECT 1 FROM %s v WHERE (%s) IS NOT DISTINCT FROM (%s))',
+            format('SELECT pgturso_old.* FROM %s pgturso_old WHERE NOT EXISTS (SELECT 1 FROM %s pgturso_new WHERE (%s) IS NOT DISTINCT FROM (%s))',
                    shadow, mv::text,
-                   (SELECT string_agg('v.' || k, ', ') FROM unnest(key) k),
-                   (SELECT string_agg('s.' || k, ', ') FROM unnest(key) k)),
-            format('SELECT v.* FROM %s v WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE s::text = v::text)',
+                   (SELECT string_agg('pgturso_new.' || k, ', ') FROM unnest(key) k),
+                   (SELECT string_agg('pgturso_old.' || k, ', ') FROM unnest(key) k)),
+            format('SELECT pgturso_new.* FROM %s pgturso_new WHERE NOT EXISTS (SELECT 1 FROM %s pgturso_old WHERE (pgturso_old.*)::text = (pgturso_new.*)::text)',
                    mv::text, shadow));
     END IF;
     IF key IS NOT NULL THEN

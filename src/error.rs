@@ -29,6 +29,11 @@ pub enum PgTursoError {
         #[source]
         source: ClientError,
     },
+    #[error("could not copy rows to Turso: {source}")]
+    Copy {
+        #[source]
+        source: ClientError,
+    },
     #[error("could not read the replication progress of slot \"{slot}\" from Turso: {source}")]
     Progress {
         slot: String,
@@ -53,9 +58,9 @@ impl PgTursoError {
             PgTursoError::RedundantOption { .. } => ERRCODE_SYNTAX_ERROR,
             PgTursoError::MissingUrl => ERRCODE_INVALID_PARAMETER_VALUE,
             PgTursoError::NoReplicaIdentity { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            PgTursoError::Replication { source, .. } | PgTursoError::Progress { source, .. } => {
-                source.sqlstate()
-            }
+            PgTursoError::Replication { source, .. }
+            | PgTursoError::Progress { source, .. }
+            | PgTursoError::Copy { source } => source.sqlstate(),
             PgTursoError::Value { .. } => ERRCODE_DATA_EXCEPTION,
         }
     }
@@ -68,6 +73,9 @@ impl PgTursoError {
             PgTursoError::Replication { .. } | PgTursoError::Progress { .. } => Some(
                 "Nothing of this transaction was applied in Turso, or all of it was; the slot did not advance past it."
                     .to_string(),
+            ),
+            PgTursoError::Copy { .. } => Some(
+                "The rows are sent in one Turso transaction: nothing of this call was applied.".to_string(),
             ),
             _ => None,
         }
@@ -85,9 +93,9 @@ impl PgTursoError {
             PgTursoError::NoReplicaIdentity { table, .. } => Some(format!(
                 "Add a primary key to the table, or run ALTER TABLE {table} REPLICA IDENTITY FULL; then re-run the decoding call."
             )),
-            PgTursoError::Replication { source, .. } | PgTursoError::Progress { source, .. } => {
-                Some(source.hint())
-            }
+            PgTursoError::Replication { source, .. }
+            | PgTursoError::Progress { source, .. }
+            | PgTursoError::Copy { source } => Some(source.hint()),
             PgTursoError::Value { .. } | PgTursoError::RedundantOption { .. } => None,
         }
     }

@@ -335,9 +335,16 @@ impl<T: Transport> Replicator<T> {
             requests,
         };
         let base = stream.as_ref().and_then(|s| s.base_url.clone());
-        let wrap = |source| PgTursoError::Replication {
-            lsn: format_lsn(lsn),
-            source,
+        let tracked = txn.tracked;
+        let wrap = |source| {
+            if tracked {
+                PgTursoError::Replication {
+                    lsn: format_lsn(lsn),
+                    source,
+                }
+            } else {
+                PgTursoError::Copy { source }
+            }
         };
         let resp = self
             .transport

@@ -1,0 +1,711 @@
+#!/usr/bin/env python3
+"""pgturso benchmark driver (standard library only); started by bench/run.sh.
+
+Expects PostgreSQL and sqld to be running already, described by the environment that
+scripts/lib.sh exports: PGHOST, PGPORT, PGUSER, SQLD_PORT, SQLD_URL, TURSO_TOKEN; plus BENCH_DIR
+(a scratch directory) and optionally PG_LOG (the server log, shown on errors).
+
+Optional settings:
+  PGTURSO_BENCH_SCALE           multiplies every workload's row count (default 1)
+  PGTURSO_BENCH_PLUGIN_OPTIONS  extra pgturso options, e.g. "max_request_records=2000,max_request_bytes=5242880"
+
+Exit status: 0 when every workload ran and every Turso table matched PostgreSQL (missed performance
+targets are only reported), 1 on a verification mismatch, 2 on any error.
+"""
+
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+TURSO_SLOT = "bench_turso"
+TD_SLOT = "bench_td"
+PAGE = 20000  # rows per SELECT when reading sqld (a response over ~10 MB fails)
+INSERT_ROWS_PER_STMT = 2000
+DELETE_IDS_PER_STMT = 500
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL via psql
+
+
+def psql(script, *, extra_env=None, variables=None):
+    """Runs a psql script (stdin) in one session, tuples-only unaligned; returns stdout."""
+    cmd = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", "postgres"]
+    for k, v in (variables or {}).items():
+        cmd += ["-v", f"{k}={v}"]
+    env = dict(os.environ)
+    env.update(extra_env or {})
+    p = subprocess.run(cmd, input=script, text=True, capture_output=True, env=env)
+    if p.returncode != 0:
+        raise BenchError(f"psql failed (exit {p.returncode}): {p.stderr.strip()}")
+    return p.stdout
+
+
+def psql_file(path):
+    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-f", path]
+    p = subprocess.run(cmd, text=True, capture_output=True)
+    if p.returncode != 0:
+        raise BenchError(f"psql -f {path} failed (exit {p.returncode}): {p.stderr.strip()}")
+
+
+def pg_value(sql):
+    return psql(sql + ";\n").strip()
+
+
+def plugin_option_sql():
+    """The extra ", 'name', 'value'" arguments from PGTURSO_BENCH_PLUGIN_OPTIONS."""
+    raw = os.environ.get("PGTURSO_BENCH_PLUGIN_OPTIONS", "").strip()
+    out = ""
+    for item in filter(None, (s.strip() for s in raw.split(","))):
+        if "=" not in item:
+            raise BenchError(f"PGTURSO_BENCH_PLUGIN_OPTIONS: expected name=value, got {item!r}")
+        name, value = item.split("=", 1)
+        q = lambda s: "'" + s.strip().replace("'", "''") + "'"
+        out += f", {q(name)}, {q(value)}"
+    return out
+
+
+def turso_get_changes_sql(upto="NULL"):
+    return (f"pg_logical_slot_get_changes('{TURSO_SLOT}', {upto}, NULL, "
+            f"'url', :'url', 'auth', :'bench_token'{plugin_option_sql()})")
+
+
+def turso_psql(script, **kw):
+    """psql with the Turso URL in :url and the token in :bench_token (read from the
+    environment with \\getenv, so the token never appears on a command line)."""
+    script = "\\getenv bench_token BENCH_TURSO_TOKEN\n" + script
+    return psql(script, extra_env={"BENCH_TURSO_TOKEN": os.environ["TURSO_TOKEN"]},
+                variables={"url": os.environ["SQLD_URL"], **kw.pop("variables", {})}, **kw)
+
+
+RSS_KEYS = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem")
+
+
+def read_status_file(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in RSS_KEYS:
+                out[k] = int(v.split()[0])  # kB
+    return out
+
+
+class RssSampler(threading.Thread):
+    """Polls /proc/<pid>/status of the backend (pid read from a file psql writes) every 5 ms and
+    keeps the peak of each RSS component."""
+
+    def __init__(self, pidfile):
+        super().__init__(daemon=True)
+        self.pidfile = pidfile
+        self.done = threading.Event()
+        self.peak = {}
+        self.samples = 0
+
+    def run(self):
+        pid = None
+        while not self.done.is_set():
+            if pid is None:
+                try:
+                    with open(self.pidfile) as f:
+                        pid = int(f.read().strip())
+                except (OSError, ValueError):
+                    pid = None
+            if pid is not None:
+                try:
+                    cur = read_status_file(f"/proc/{pid}/status")
+                except OSError:
+                    cur = {}
+                for k, v in cur.items():
+                    self.peak[k] = max(v, self.peak.get(k, 0))
+                self.samples += 1
+            self.done.wait(0.005)
+
+
+def timed_decode(kind, upto, tag):
+    """Consumes one slot up to `upto` in a fresh backend, timed with psql's \\timing.
+
+    Before the call the backend's /proc status is saved (VmRSS), after it again (VmHWM), from the
+    same session (psql's \\! runs on this machine). Returns dict(seconds, rows, changes, rss)."""
+    bdir = os.environ["BENCH_DIR"]
+    before = os.path.join(bdir, f"rss-{tag}-{kind}-before.txt")
+    after = os.path.join(bdir, f"rss-{tag}-{kind}-after.txt")
+    pidfile = os.path.join(bdir, f"rss-{tag}-{kind}-pid.txt")
+    for p in (before, after, pidfile):
+        if os.path.exists(p):
+            os.unlink(p)
+    grep = "grep -E '^(" + "|".join(RSS_KEYS) + "):' /proc/$BENCH_PID/status > "
+    if kind == "pgturso":
+        lib = "pgturso"
+        call = ("SELECT count(*), coalesce(sum(substring(data from ': ([0-9]+) change')::bigint), -1) "
+                f"FROM {turso_get_changes_sql(':' + chr(39) + 'upto' + chr(39))};")
+    else:
+        lib = "test_decoding"
+        call = f"SELECT count(*), -1 FROM pg_logical_slot_get_changes('{TD_SLOT}', :'upto', NULL);"
+    script = "\n".join([
+        # map the plugin library first: its loading is not decoding memory
+        "\\set ON_ERROR_STOP 0",
+        f"LOAD '{lib}';",
+        "\\set ON_ERROR_STOP 1",
+        "SELECT pg_backend_pid() AS pid \\gset",
+        "\\setenv BENCH_PID :pid",
+        "\\! " + grep + before,
+        "\\! echo $BENCH_PID > " + pidfile,
+        "\\timing on",
+        call,
+        "\\timing off",
+        "\\! " + grep + after,
+        "",
+    ])
+    sampler = RssSampler(pidfile)
+    sampler.start()
+    try:
+        out = turso_psql(script, variables={"upto": upto})
+    finally:
+        sampler.done.set()
+        sampler.join()
+    m = re.search(r"^Time: ([0-9.]+) ms", out, re.M)
+    r = re.search(r"^(\d+)\|(-?\d+)$", out, re.M)
+    if not m or not r:
+        raise BenchError(f"cannot parse psql output of the {kind} call: {out!r}")
+    rss = None
+    try:
+        b, a = read_status_file(before), read_status_file(after)
+        rss = {
+            "before_rss_kb": b["VmRSS"],
+            "after_hwm_kb": a["VmHWM"],
+            "growth_mb": (a["VmHWM"] - b["VmRSS"]) / 1024.0,
+            "delta_kb": {k: a.get(k, 0) - b.get(k, 0) for k in ("RssAnon", "RssFile", "RssShmem")},
+            "peak_delta_kb": {k: sampler.peak.get(k, 0) - b.get(k, 0)
+                              for k in ("RssAnon", "RssFile", "RssShmem")},
+            "samples": sampler.samples,
+        }
+    except (OSError, KeyError) as e:
+        log(f"   (could not read /proc status of the {kind} backend: {e})")
+    return {"seconds": float(m.group(1)) / 1000.0, "rows": int(r.group(1)),
+            "changes": int(r.group(2)), "rss": rss}
+
+
+def drain_slots():
+    """Consumes both slots to the end of WAL (DDL only, untimed); checks nothing is left."""
+    n_td = int(pg_value(f"SELECT count(*) FROM pg_logical_slot_get_changes('{TD_SLOT}', NULL, NULL)"))
+    out = turso_psql(f"SELECT count(*) FROM {turso_get_changes_sql()};\n").strip()
+    left = int(pg_value(f"SELECT count(*) FROM pg_logical_slot_peek_changes('{TD_SLOT}', NULL, NULL)"))
+    if left != 0:
+        raise BenchError(f"test_decoding slot not drained: {left} rows left")
+    if out != "0":
+        log(f"   note: draining the pgturso slot before the workload returned {out} rows")
+    return n_td
+
+
+def copy_unescape(s):
+    if s == "\\N":
+        return None
+    if "\\" not in s:
+        return s
+    esc = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+    out, i = [], 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and i + 1 < len(s):
+            out.append(esc.get(s[i + 1], s[i + 1]))
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def pg_rows(table, cols):
+    sql = (f"SET extra_float_digits = 3;\n"
+           f"COPY (SELECT {', '.join(cols)} FROM {table} ORDER BY id) TO STDOUT;\n")
+    out = psql(sql)
+    rows = []
+    for line in out.split("\n"):
+        if line:
+            rows.append([copy_unescape(x) for x in line.split("\t")])
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# sqld via Hrana over HTTP
+
+
+class Turso:
+    def __init__(self):
+        self.port = int(os.environ["SQLD_PORT"])
+        self.headers = {"Authorization": "Bearer " + os.environ["TURSO_TOKEN"],
+                        "Content-Type": "application/json"}
+        self.conn = None
+        self.connect()
+
+    def connect(self):
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=900)
+        self.conn.connect()
+
+    def post_raw(self, body):
+        self.conn.request("POST", "/v2/pipeline", body=body, headers=self.headers)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise BenchError(f"sqld HTTP {resp.status}: {data[:500]!r}")
+        return data
+
+    def post(self, body, retry=False):
+        try:
+            data = self.post_raw(body)
+        except (http.client.HTTPException, ConnectionError) as e:
+            if not retry:
+                raise BenchError(f"sqld request failed: {e!r}")
+            self.connect()
+            data = self.post_raw(body)
+        doc = json.loads(data)
+        check_results(doc)
+        return doc
+
+    def query(self, sql, args=()):
+        body = json.dumps({"baton": None, "requests": [
+            {"type": "execute", "stmt": {"sql": sql, "args": [enc(a) for a in args]}},
+            {"type": "close"}]}).encode()
+        return self.post(body, retry=True)["results"][0]["response"]["result"]
+
+    def scalar(self, sql, args=()):
+        res = self.query(sql, args)
+        return dec(res["rows"][0][0]) if res["rows"] else None
+
+
+def check_results(doc):
+    for i, r in enumerate(doc.get("results", [])):
+        if r.get("type") != "ok":
+            raise BenchError(f"sqld result {i}: {r.get('error')}")
+        resp = r["response"]
+        if resp.get("type") == "batch":
+            res = resp["result"]
+            errs = [(j, e) for j, e in enumerate(res.get("step_errors") or []) if e is not None]
+            if errs:
+                j, e = errs[0]
+                raise BenchError(f"sqld batch step {j} failed: {e} ({len(errs)} failed steps)")
+
+
+def batch_committed(doc, commit_step):
+    res = doc["results"][0]["response"]["result"]
+    return res["step_results"][commit_step] is not None
+
+
+def enc(v):
+    if v is None:
+        return {"type": "null"}
+    if isinstance(v, bool):
+        return {"type": "integer", "value": "1" if v else "0"}
+    if isinstance(v, int):
+        return {"type": "integer", "value": str(v)}
+    if isinstance(v, float):
+        return {"type": "float", "value": v}
+    return {"type": "text", "value": str(v)}
+
+
+def dec(v):
+    t = v["type"]
+    if t == "null":
+        return None
+    if t == "integer":
+        return int(v["value"])
+    if t == "float":
+        return float(v["value"])
+    if t == "blob":
+        return ("blob", v.get("base64"))
+    return v["value"]
+
+
+def atomic_batch(stmts):
+    """[(sql, [values])] -> (body bytes, commit step): BEGIN, statements each conditioned on the
+    previous step, COMMIT, ROLLBACK unless COMMIT ran; one pipeline request."""
+    steps = [{"stmt": {"sql": "BEGIN"}}]
+    for sql, args in stmts:
+        steps.append({"stmt": {"sql": sql, "args": [enc(a) for a in args]},
+                      "condition": {"type": "ok", "step": len(steps) - 1}})
+    commit = len(steps)
+    steps.append({"stmt": {"sql": "COMMIT"}, "condition": {"type": "ok", "step": commit - 1}})
+    steps.append({"stmt": {"sql": "ROLLBACK"},
+                  "condition": {"type": "not", "cond": {"type": "ok", "step": commit}}})
+    body = json.dumps({"baton": None, "requests": [
+        {"type": "batch", "batch": {"steps": steps}}, {"type": "close"}]}).encode()
+    return body, commit
+
+
+def multi_insert_stmts(table, cols, rows, upsert=False):
+    stmts = []
+    tail = ""
+    if upsert:
+        tail = " ON CONFLICT (id) DO UPDATE SET " + ", ".join(
+            f"{c} = excluded.{c}" for c in cols if c != "id")
+    ph = "(" + ", ".join("?" * len(cols)) + ")"
+    for k in range(0, len(rows), INSERT_ROWS_PER_STMT):
+        chunk = rows[k:k + INSERT_ROWS_PER_STMT]
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES " + ", ".join([ph] * len(chunk)) + tail
+        stmts.append((sql, [v for row in chunk for v in row]))
+    return stmts
+
+
+def timed_post(turso, body, commit):
+    """Times one pipeline request (the body is built already); checks it committed."""
+    t0 = time.monotonic()
+    doc = turso.post(body)
+    secs = time.monotonic() - t0
+    if not batch_committed(doc, commit):
+        raise BenchError("direct batch did not commit")
+    return secs
+
+
+def create_direct_table(turso, src, dst, fallback_cols):
+    """Creates `dst` in sqld with the same DDL pgturso used for `src` (read from sqlite_master)."""
+    ddl = turso.scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", [src])
+    pat = r'(?is)^\s*CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?("' + re.escape(src) + r'"|' + re.escape(src) + r'\b)'
+    if ddl and re.match(pat, ddl):
+        new = re.sub(pat, f'CREATE TABLE "{dst}"', ddl, count=1)
+    else:
+        log(f"   note: no usable DDL for {src} in sqld ({ddl!r}); using a plain one")
+        new = f'CREATE TABLE "{dst}" ({fallback_cols})'
+    turso.query(f'DROP TABLE IF EXISTS "{dst}"')
+    turso.query(new)
+    return ddl
+
+
+# ---------------------------------------------------------------------------------------------
+# verification
+
+
+def verify(turso, table, cols, types):
+    """Compares sqld's `table` with PostgreSQL's row by row. Returns (ok, rows, message lines)."""
+    pg = pg_rows(table, cols)
+    tu = []
+    last = -(1 << 63)
+    sql = f'SELECT {", ".join(cols)} FROM "{table}" WHERE id > ? ORDER BY id LIMIT {PAGE}'
+    while True:
+        res = turso.query(sql, [last])
+        page = [[dec(v) for v in row] for row in res["rows"]]
+        tu.extend(page)
+        if len(page) < PAGE:
+            break
+        last = page[-1][0]
+
+    def same(t, p, typ):
+        if p is None or t is None:
+            return p is None and t is None
+        if typ == "int":
+            return isinstance(t, int) and t == int(p)
+        if typ == "float":
+            if p in ("NaN", "Infinity", "-Infinity"):
+                return t == p
+            return isinstance(t, (int, float)) and float(t) == float(p)
+        return isinstance(t, str) and t == p
+
+    problems = []
+    count = 0
+    i = j = 0
+    while i < len(pg) or j < len(tu):
+        pid = int(pg[i][0]) if i < len(pg) else None
+        tid = tu[j][0] if j < len(tu) else None
+        if tid is None or (pid is not None and pid < tid):
+            count += 1
+            if len(problems) < 10:
+                problems.append(f"   id {pid}: missing in Turso (PostgreSQL has {pg[i]})")
+            i += 1
+        elif pid is None or tid < pid:
+            count += 1
+            if len(problems) < 10:
+                problems.append(f"   id {tid}: only in Turso ({tu[j]})")
+            j += 1
+        else:
+            bad = [c for c, typ, t, p in zip(cols, types, tu[j], pg[i]) if not same(t, p, typ)]
+            if bad:
+                count += 1
+                if len(problems) < 10:
+                    problems.append(f"   id {pid}: columns {bad} differ: Turso {tu[j]!r}, PostgreSQL {pg[i]!r}")
+            i += 1
+            j += 1
+    if count:
+        return False, len(pg), [f"{count} mismatching rows (PostgreSQL {len(pg)}, Turso {len(tu)}); first ones:"] + problems
+    return True, len(pg), []
+
+
+# ---------------------------------------------------------------------------------------------
+# workloads
+
+COLS = ["id", "v", "n", "f"]
+TYPES = ["int", "text", "int", "float"]
+FALLBACK_DDL = "id INTEGER NOT NULL, v TEXT, n INTEGER, f REAL, PRIMARY KEY (id)"
+
+
+def w_row(g, nulls=False):
+    """Python twin of the SQL expressions: g, 'row ' || g, g % 1000, g::float8 / 7."""
+    v = None if (nulls and g % 10 == 0) else f"row {g}"
+    return (g, v, g % 1000, g / 7)
+
+
+def table_sql(name):
+    return (f"DROP TABLE IF EXISTS {name};\n"
+            f"CREATE TABLE {name}(id int primary key, v text, n int, f float8);\n")
+
+
+def capture_lsn():
+    """The current WAL position, once WAL is flushed up to it: SQL-level decoding waits for WAL
+    flushes, and an asynchronous commit (W2) must not be flushed while a decoder is being timed."""
+    lsn = pg_value("SELECT pg_current_wal_insert_lsn()")
+    for _ in range(500):
+        if pg_value(f"SELECT pg_current_wal_flush_lsn() >= '{lsn}'::pg_lsn") == "t":
+            return lsn
+        time.sleep(0.01)
+    raise BenchError(f"WAL not flushed up to {lsn} after 5 s")
+
+
+def decode_both(upto, tag):
+    td = timed_decode("test_decoding", upto, tag)
+    tu = timed_decode("pgturso", upto, tag)
+    return tu, td
+
+
+def main():
+    scale = float(os.environ.get("PGTURSO_BENCH_SCALE", "1"))
+    n1 = max(2, round(100_000 * scale))
+    n2 = max(1, round(5_000 * scale))
+    n5 = max(1, round(1_000_000 * scale))
+    bdir = os.environ["BENCH_DIR"]
+    turso = Turso()
+    results = {}
+    verifications = []
+    failed_verify = False
+    log(f"pgturso benchmark: scale {scale:g} (W1/W3 {n1} rows, W4 {n1 // 2} rows, W2 {n2} txns, W5 {n5} rows)")
+    log(f"PostgreSQL 127.0.0.1:{os.environ['PGPORT']}, sqld {os.environ['SQLD_URL']}")
+    extra = os.environ.get("PGTURSO_BENCH_PLUGIN_OPTIONS", "")
+    if extra:
+        log(f"extra pgturso options: {extra}")
+
+    def check_verify(label, table, after):
+        nonlocal failed_verify
+        t0 = time.monotonic()
+        ok, n, lines = verify(turso, table, COLS, TYPES)
+        line = f"verify {table}: OK ({n} rows) [after {after}]" if ok else \
+            f"verify {table}: MISMATCH [after {after}]: " + lines[0]
+        log(f"   {line}  ({time.monotonic() - t0:.1f} s)")
+        for x in lines[1:]:
+            log(x)
+        verifications.append((line, lines[1:]))
+        if not ok:
+            failed_verify = True
+
+    def record(name, rows, txns, tu, td, direct_s, expect_changes):
+        if tu["changes"] not in (-1, expect_changes):
+            log(f"   note: pgturso reported {tu['changes']} changes, expected {expect_changes}")
+        if tu["rows"] != txns:
+            log(f"   note: pgturso returned {tu['rows']} COMMIT rows, expected {txns}")
+        if td["rows"] != expect_changes + 2 * txns:
+            log(f"   note: test_decoding returned {td['rows']} rows, expected {expect_changes + 2 * txns}")
+        results[name] = dict(rows=rows, txns=txns, tu=tu, td=td, direct=direct_s)
+        log(f"   pgturso {tu['seconds']:.3f} s, test_decoding {td['seconds']:.3f} s, direct sqld {direct_s:.3f} s")
+
+    psql(f"SELECT 'x' FROM pg_create_logical_replication_slot('{TURSO_SLOT}', 'pgturso');\n"
+         f"SELECT 'x' FROM pg_create_logical_replication_slot('{TD_SLOT}', 'test_decoding');\n")
+
+    # ---- W1: one transaction inserting n1 rows
+    log(f"== W1: one transaction inserting {n1} rows into w1")
+    psql(table_sql("w1"))
+    drain_slots()
+    t0 = time.monotonic()
+    psql(f"INSERT INTO w1 SELECT g, 'row ' || g, g % 1000, g::float8 / 7 FROM generate_series(1, {n1}) g;\n")
+    log(f"   PostgreSQL INSERT {time.monotonic() - t0:.2f} s")
+    tu, td = decode_both(capture_lsn(), "w1")
+    ddl = create_direct_table(turso, "w1", "direct_w1", FALLBACK_DDL)
+    log(f"   pgturso created in Turso: {ddl}")
+    rows = [w_row(g) for g in range(1, n1 + 1)]
+    body, commit = atomic_batch(multi_insert_stmts("direct_w1", COLS, rows))
+    direct = timed_post(turso, body, commit)
+    del body
+    record("W1", n1, 1, tu, td, direct, n1)
+    check_verify("W1", "w1", "W1")
+
+    # ---- W2: n2 one-row transactions
+    log(f"== W2: {n2} one-row INSERT transactions into w2")
+    psql(table_sql("w2"))
+    drain_slots()
+    path = os.path.join(bdir, "w2.sql")
+    with open(path, "w") as f:
+        f.write("SET synchronous_commit = off;\n")
+        for g in range(1, n2 + 1):
+            f.write(f"INSERT INTO w2 VALUES ({g}, 'row {g}', {g % 1000}, {g}::float8 / 7);\n")
+    t0 = time.monotonic()
+    psql_file(path)
+    log(f"   PostgreSQL {n2} INSERT transactions {time.monotonic() - t0:.2f} s")
+    tu, td = decode_both(capture_lsn(), "w2")
+    create_direct_table(turso, "w2", "direct_w2", FALLBACK_DDL)
+    turso.query('DROP TABLE IF EXISTS "direct_progress"')
+    turso.query('CREATE TABLE "direct_progress" (slot TEXT NOT NULL PRIMARY KEY, lsn INTEGER, lsn_text TEXT)')
+    bodies = []
+    for g in range(1, n2 + 1):
+        bodies.append(atomic_batch([
+            ("INSERT INTO direct_w2 (id, v, n, f) VALUES (?, ?, ?, ?)", list(w_row(g))),
+            ("INSERT INTO direct_progress (slot, lsn, lsn_text) VALUES (?, ?, ?) "
+             "ON CONFLICT (slot) DO UPDATE SET lsn = excluded.lsn, lsn_text = excluded.lsn_text",
+             ["bench", 1000 + g, f"0/{1000 + g:X}"]),
+        ]))
+    turso.connect()
+    t0 = time.monotonic()
+    for body, commit in bodies:
+        doc = turso.post(body)
+        if not batch_committed(doc, commit):
+            raise BenchError("direct W2 batch did not commit")
+    direct = time.monotonic() - t0
+    del bodies
+    record("W2", n2, n2, tu, td, direct, n2)
+    check_verify("W2", "w2", "W2")
+
+    # ---- W3: UPDATE of every w1 row in one transaction
+    log(f"== W3: one transaction updating all {n1} rows of w1")
+    drain_slots()
+    t0 = time.monotonic()
+    psql("UPDATE w1 SET n = n + 1, v = v || 'u';\n")
+    log(f"   PostgreSQL UPDATE {time.monotonic() - t0:.2f} s")
+    tu, td = decode_both(capture_lsn(), "w3")
+    rows = [(g, f"row {g}u", g % 1000 + 1, g / 7) for g in range(1, n1 + 1)]
+    body, commit = atomic_batch(multi_insert_stmts("direct_w1", COLS, rows, upsert=True))
+    direct = timed_post(turso, body, commit)
+    del body
+    record("W3", n1, 1, tu, td, direct, n1)
+    check_verify("W3", "w1", "W3")
+
+    # ---- W4: DELETE of half the w1 rows in one transaction
+    n4 = n1 // 2
+    log(f"== W4: one transaction deleting {n4} rows of w1")
+    drain_slots()
+    t0 = time.monotonic()
+    psql("DELETE FROM w1 WHERE id % 2 = 0;\n")
+    log(f"   PostgreSQL DELETE {time.monotonic() - t0:.2f} s")
+    tu, td = decode_both(capture_lsn(), "w4")
+    ids = list(range(2, n1 + 1, 2))
+    stmts = []
+    for k in range(0, len(ids), DELETE_IDS_PER_STMT):
+        chunk = ids[k:k + DELETE_IDS_PER_STMT]
+        stmts.append((f"DELETE FROM direct_w1 WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
+    body, commit = atomic_batch(stmts)
+    direct = timed_post(turso, body, commit)
+    record("W4", n4, 1, tu, td, direct, n4)
+    check_verify("W4", "w1", "W4")
+
+    # ---- W5: one transaction inserting n5 rows (every 10th v is NULL)
+    log(f"== W5: one transaction inserting {n5} rows into w5")
+    psql(table_sql("w5"))
+    drain_slots()
+    t0 = time.monotonic()
+    psql("INSERT INTO w5 SELECT g, CASE WHEN g % 10 = 0 THEN NULL ELSE 'row ' || g END, "
+         f"g % 1000, g::float8 / 7 FROM generate_series(1, {n5}) g;\n")
+    log(f"   PostgreSQL INSERT {time.monotonic() - t0:.2f} s")
+    tu, td = decode_both(capture_lsn(), "w5")
+    create_direct_table(turso, "w5", "direct_w5", FALLBACK_DDL)
+    rows = [w_row(g, nulls=True) for g in range(1, n5 + 1)]
+    body, commit = atomic_batch(multi_insert_stmts("direct_w5", COLS, rows))
+    del rows
+    log(f"   direct request body {len(body) / 1e6:.1f} MB")
+    direct = timed_post(turso, body, commit)
+    del body
+    record("W5", n5, 1, tu, td, direct, n5)
+    check_verify("W5", "w5", "W5")
+
+    # sanity of the direct baselines: they really wrote the rows
+    for table, want in (("direct_w1", n1 - n4), ("direct_w2", n2), ("direct_w5", n5)):
+        got = turso.scalar(f'SELECT count(*) FROM "{table}"')
+        if got != want:
+            raise BenchError(f"direct baseline table {table} has {got} rows, expected {want}")
+
+    report(results, verifications, scale)
+    return 1 if failed_verify else 0
+
+
+def fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+def report(res, verifications, scale):
+    log("")
+    log(f"== results (scale {scale:g}; seconds are wall time of one pg_logical_slot_get_changes call / of the direct HTTP requests)")
+    head = ["workload", "rows", "txns", "pgturso s", "rows/s", "test_dec s", "x test_dec",
+            "direct s", "x direct", "% direct rate", "RSS MB", "td RSS MB"]
+    table = []
+    for name in ("W1", "W2", "W3", "W4", "W5"):
+        r = res[name]
+        tu, td = r["tu"]["seconds"], r["td"]["seconds"]
+        pct = f"{100.0 * r['direct'] / tu:.0f}%" if name == "W2" else "-"
+        rss = r["tu"]["rss"]["growth_mb"] if r["tu"]["rss"] else None
+        trss = r["td"]["rss"]["growth_mb"] if r["td"]["rss"] else None
+        table.append([name, str(r["rows"]), str(r["txns"]), f"{tu:.3f}", f"{r['rows'] / tu:.0f}",
+                      f"{td:.3f}", f"{tu / td:.2f}", f"{r['direct']:.3f}", f"{tu / r['direct']:.2f}",
+                      pct, fmt(rss, ".1f"), fmt(trss, ".1f")])
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    log(line(head))
+    for row in table:
+        log(line(row))
+    r5 = res["W5"]["tu"]["rss"]
+    for kind in ("tu", "td"):
+        r = res["W5"][kind]["rss"]
+        if r:
+            d = r["peak_delta_kb"]
+            log(f"W5 {'pgturso' if kind == 'tu' else 'test_decoding'} backend: VmRSS before "
+                f"{r['before_rss_kb'] / 1024:.1f} MB, VmHWM after {r['after_hwm_kb'] / 1024:.1f} MB; "
+                f"peak over before (sampled every 5 ms, {r['samples']} samples): anon {d['RssAnon'] / 1024:+.1f} MB, "
+                f"file {d['RssFile'] / 1024:+.1f} MB, shmem {d['RssShmem'] / 1024:+.1f} MB")
+    ldwm = pg_value("SHOW logical_decoding_work_mem")
+    log(f"(logical_decoding_work_mem = {ldwm}: PostgreSQL's reorder buffer alone may hold that much before spilling)")
+
+    log("")
+    log("== verification (Turso tables vs PostgreSQL, row by row)")
+    for line_, extra in verifications:
+        log(line_)
+        for x in extra:
+            log(x)
+
+    log("")
+    log("targets: W1 <= 2.5x test_decoding; W3, W4 >= 200000 rows/s; W2 >= 90% of direct; W5 RSS growth <= 64 MB")
+    if scale != 1:
+        log(f"  (scale {scale:g}: the targets are meant for the full sizes)")
+    w1 = res["W1"]["tu"]["seconds"] / res["W1"]["td"]["seconds"]
+    pf = lambda ok: "PASS" if ok else "MISS"
+    log(f"  W1 <= 2.5x test_decoding:   {pf(w1 <= 2.5)} ({w1:.2f}x)")
+    for name in ("W3", "W4"):
+        rate = res[name]["rows"] / res[name]["tu"]["seconds"]
+        log(f"  {name} >= 200000 rows/s:       {pf(rate >= 200000)} ({rate:.0f} rows/s)")
+    pct = 100.0 * res["W2"]["direct"] / res["W2"]["tu"]["seconds"]
+    log(f"  W2 >= 90% of direct:        {pf(pct >= 90)} ({pct:.0f}%)")
+    if r5:
+        log(f"  W5 RSS growth <= 64 MB:     {pf(r5['growth_mb'] <= 64)} ({r5['growth_mb']:.1f} MB)")
+    else:
+        log("  W5 RSS growth <= 64 MB:     MISS (not measured)")
+
+
+if __name__ == "__main__":
+    try:
+        rc = main()
+    except BenchError as e:
+        print(f"bench: ERROR: {e}", file=sys.stderr, flush=True)
+        pg_log = os.environ.get("PG_LOG")
+        if pg_log and os.path.exists(pg_log):
+            with open(pg_log, errors="replace") as f:
+                tail = f.readlines()[-20:]
+            print("---- last lines of the PostgreSQL log:", file=sys.stderr)
+            sys.stderr.write("".join(tail))
+        rc = 2
+    sys.exit(rc)

@@ -1,0 +1,366 @@
+//! End-to-end tests of the SQL API (`CREATE EXTENSION pgturso`): replication helpers, pg_cron
+//! scheduling with the real pg_cron, initial sync, materialized views and the status view.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{db_error, pg, pg_rows, Sqld};
+use serde_json::json;
+
+fn one(c: &mut postgres::Client, sql: &str) -> Option<String> {
+    pg_rows(c, sql)
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten())
+}
+
+/// `turso_url()` and `turso_token()` pointing at `sqld`.
+fn credentials(c: &mut postgres::Client, sqld: &Sqld) {
+    c.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION turso_token() RETURNS text LANGUAGE SQL AS $$ SELECT '{}'; $$;
+         CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE SQL AS $$ SELECT '{}'; $$;",
+        sqld.token(),
+        sqld.url()
+    ))
+    .unwrap();
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn count(sqld: &Sqld, table: &str) -> i64 {
+    if !sqld.table_exists(table) {
+        return -1;
+    }
+    sqld.query(&format!("SELECT count(*) FROM \"{table}\""))[0][0]
+        .as_i64()
+        .unwrap()
+}
+
+/// The issue's example, verbatim, in the cron database; then the jobs run by themselves.
+#[test]
+fn verbatim_example_schedules_and_the_jobs_replicate_by_themselves() {
+    let sqld = Sqld::start("cron", true);
+    let mut c = pg().connect("postgres");
+    c.batch_execute(
+        "DROP EXTENSION IF EXISTS pgturso CASCADE; DROP SCHEMA IF EXISTS pgturso CASCADE;
+         DROP MATERIALIZED VIEW IF EXISTS testview; DROP TABLE IF EXISTS t;",
+    )
+    .unwrap();
+    c.batch_execute("CREATE TABLE IF NOT EXISTS t(id int PRIMARY KEY, v int, v1 text, v2 text)")
+        .unwrap();
+    c.batch_execute("INSERT INTO t SELECT g, g, 'a' || g, 'b' || g FROM generate_series(1, 50) g")
+        .unwrap();
+    c.batch_execute("CREATE MATERIALIZED VIEW testview AS SELECT id, v2 FROM t WHERE id <= 42")
+        .unwrap();
+    c.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION turso_token() RETURNS text LANGUAGE SQL AS $$ SELECT '{}'; $$;",
+        sqld.token()
+    ))
+    .unwrap();
+    c.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE SQL AS $$ SELECT '{}'; $$;",
+        sqld.url()
+    ))
+    .unwrap();
+    c.batch_execute("CREATE EXTENSION pgturso").unwrap();
+    let job = one(
+        &mut c,
+        "SELECT turso_schedule_mv_replication('testview', '5 seconds')",
+    )
+    .unwrap();
+    // Scheduling twice: same job, no second slot or job.
+    let again = one(
+        &mut c,
+        "SELECT turso_schedule_mv_replication('testview', '5 seconds')",
+    )
+    .unwrap();
+    assert_eq!(job, again);
+    let table_job = one(
+        &mut c,
+        "SELECT turso_schedule_table_replication('t', '5 seconds')",
+    )
+    .unwrap();
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT turso_schedule_table_replication('t', '5 seconds')"
+        )
+        .unwrap(),
+        table_job
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM cron.job WHERE jobname LIKE 'pgturso:%'"
+        )
+        .unwrap(),
+        "2"
+    );
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgturso_%' AND database = current_database()").unwrap(),
+        "1",
+        "one slot, for the table"
+    );
+    // The initial sync ran at scheduling time.
+    assert_eq!(count(&sqld, "testview"), 42);
+    assert_eq!(count(&sqld, "t"), 50);
+    // Secrets are not in cron.job.
+    let commands = pg_rows(&mut c, "SELECT command || schedule FROM cron.job").concat();
+    for cmd in commands.iter().flatten() {
+        assert!(
+            !cmd.contains(sqld.token()) && !cmd.contains(&sqld.url()),
+            "{cmd}"
+        );
+    }
+    // Change the source: one row leaves the view, one changes; the table gets a new row.
+    c.batch_execute("UPDATE t SET v2 = 'changed' WHERE id = 1; DELETE FROM t WHERE id = 2; INSERT INTO t VALUES (51, 51, 'x', 'y')").unwrap();
+    wait_for("the scheduled jobs", Duration::from_secs(150), || {
+        count(&sqld, "t") == 50
+            && sqld.query("SELECT v2 FROM testview WHERE id = 1") == vec![vec![json!("changed")]]
+            && count(&sqld, "testview") == 41
+    });
+    assert_eq!(
+        sqld.query("SELECT count(*) FROM t WHERE id = 2"),
+        vec![vec![json!(0)]]
+    );
+    let status = pg_rows(
+        &mut c,
+        "SELECT name, active::text, last_status FROM turso_replication_status ORDER BY name",
+    );
+    assert_eq!(
+        status,
+        vec![
+            vec![
+                Some("public.t".into()),
+                Some("true".into()),
+                Some("ok".into())
+            ],
+            vec![
+                Some("public.testview".into()),
+                Some("true".into()),
+                Some("ok".into())
+            ],
+        ]
+    );
+    // Unschedule: the jobs go away; with drop_slot the slot too.
+    assert_eq!(
+        one(&mut c, "SELECT turso_unschedule('testview')").unwrap(),
+        "t"
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT turso_unschedule('public.t', drop_slot => true)"
+        )
+        .unwrap(),
+        "t"
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM cron.job WHERE jobname LIKE 'pgturso:%'"
+        )
+        .unwrap(),
+        "0"
+    );
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgturso_%' AND database = current_database()").unwrap(),
+        "0"
+    );
+    let err = c
+        .batch_execute("SELECT turso_unschedule('public.t')")
+        .unwrap_err();
+    assert!(db_error(&err).1.contains("no replication named"), "{err}");
+    c.batch_execute("DROP EXTENSION pgturso CASCADE; DROP SCHEMA IF EXISTS pgturso CASCADE; DROP MATERIALIZED VIEW testview; DROP TABLE t").unwrap();
+}
+
+#[test]
+fn materialized_view_follows_rows_leaving_and_changing() {
+    let sqld = Sqld::start("mv", false);
+    let mut c = pg().fresh_db("mv");
+    credentials(&mut c, &sqld);
+    c.batch_execute(
+        "CREATE EXTENSION pgturso;
+         CREATE TABLE src(id int PRIMARY KEY, v text);
+         INSERT INTO src SELECT g, 'v' || g FROM generate_series(1, 100) g;
+         CREATE MATERIALIZED VIEW keyed AS SELECT id, v FROM src WHERE id <= 50;
+         CREATE UNIQUE INDEX ON keyed (id);
+         CREATE MATERIALIZED VIEW plain AS SELECT id, v FROM src WHERE id > 90;",
+    )
+    .unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_mv('keyed')").unwrap(),
+        "50"
+    );
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_mv('plain')").unwrap(),
+        "10"
+    );
+    c.batch_execute(
+        "DELETE FROM src WHERE id IN (3, 95); UPDATE src SET v = 'new' WHERE id IN (4, 96)",
+    )
+    .unwrap();
+    // Keyed view: only the difference travels (one delete, one upsert).
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_mv('keyed')").unwrap(),
+        "2"
+    );
+    // Plain view: replaced whole.
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_mv('plain')").unwrap(),
+        "9"
+    );
+    for view in ["keyed", "plain"] {
+        let pg_side: Vec<Vec<serde_json::Value>> =
+            pg_rows(&mut c, &format!("SELECT id, v FROM {view} ORDER BY id"))
+                .into_iter()
+                .map(|r| {
+                    vec![
+                        json!(r[0].as_ref().unwrap().parse::<i64>().unwrap()),
+                        json!(r[1].clone().unwrap()),
+                    ]
+                })
+                .collect();
+        assert_eq!(
+            sqld.query(&format!("SELECT id, v FROM {view} ORDER BY id")),
+            pg_side,
+            "{view}"
+        );
+    }
+    // Nothing changed: nothing travels for the keyed view.
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_mv('keyed')").unwrap(),
+        "0"
+    );
+}
+
+#[test]
+fn initial_sync_with_concurrent_inserts_is_an_exact_mirror() {
+    let sqld = Sqld::start("isync", false);
+    let mut c = pg().fresh_db("isync");
+    credentials(&mut c, &sqld);
+    c.batch_execute(
+        "CREATE EXTENSION pgturso;
+         CREATE TABLE big(id int PRIMARY KEY, v text, n int);
+         INSERT INTO big SELECT g, 'row ' || g, g % 97 FROM generate_series(1, 100000) g;",
+    )
+    .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut w = pg().connect("isync");
+            let mut i = 1_000_000;
+            // Bounded, so replaying what was written during the copy stays quick.
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && i < 1_000_500 {
+                w.batch_execute(&format!(
+                    "INSERT INTO big VALUES ({i}, 'concurrent', 1); UPDATE big SET n = n + 1 WHERE id = {}",
+                    i % 100_000 + 1
+                ))
+                .unwrap();
+                i += 1;
+            }
+            i - 1_000_000
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    one(&mut c, "SELECT turso_replicate_table('big')").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = writer.join().unwrap();
+    assert!(written > 0, "the writer ran during the copy");
+    one(&mut c, "SELECT turso_replicate_table('big')").unwrap();
+    let pg_side = pg_rows(
+        &mut c,
+        "SELECT count(*), sum(id::bigint), sum(n::bigint), sum(length(v)) FROM big",
+    );
+    let turso = sqld.query("SELECT count(*), sum(id), sum(n), sum(length(v)) FROM big");
+    let turso: Vec<Option<String>> = turso[0].iter().map(|v| Some(v.to_string())).collect();
+    assert_eq!(vec![turso], pg_side, "counts and sums differ");
+}
+
+#[test]
+fn missing_credentials_functions_are_explained() {
+    let mut c = pg().fresh_db("nocreds");
+    c.batch_execute("CREATE EXTENSION pgturso; CREATE TABLE t(id int primary key)")
+        .unwrap();
+    let err = c
+        .batch_execute("SELECT turso_replicate_table('t')")
+        .unwrap_err();
+    let (code, msg, _, hint) = db_error(&err);
+    assert_eq!(code, "42883");
+    assert_eq!(msg, "function turso_url() does not exist");
+    assert!(
+        hint.contains("CREATE FUNCTION turso_url() RETURNS text"),
+        "{hint}"
+    );
+    c.batch_execute("CREATE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT 'http://127.0.0.1:1/' $$").unwrap();
+    let err = c
+        .batch_execute("SELECT turso_schedule_table_replication('t', '5 seconds')")
+        .unwrap_err();
+    assert_eq!(db_error(&err).1, "function turso_token() does not exist");
+    // The plugin itself needs no extension objects: decoding works without them.
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgturso_%' AND database = current_database()").unwrap(),
+        "0",
+        "a failed call leaves no slot behind"
+    );
+}
+
+#[test]
+fn status_view_reports_lag_and_a_failed_run_without_the_token() {
+    let mut sqld = Sqld::start("status", true);
+    let mut c = pg().fresh_db("status");
+    credentials(&mut c, &sqld);
+    c.batch_execute(
+        "CREATE EXTENSION pgturso;
+         CREATE TABLE t(id int primary key, v text);
+         INSERT INTO t VALUES (1, 'a');",
+    )
+    .unwrap();
+    one(&mut c, "SELECT turso_replicate_table('t')").unwrap();
+    assert_eq!(count(&sqld, "t"), 1);
+    c.batch_execute("INSERT INTO t SELECT g, 'x' FROM generate_series(2, 1000) g")
+        .unwrap();
+    let written = one(&mut c, "SELECT pg_current_wal_lsn()").unwrap();
+    let lag: i64 = one(
+        &mut c,
+        "SELECT lag_bytes FROM turso_replication_status WHERE name = 'public.t'",
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(lag > 0, "lag after new rows: {lag}");
+    sqld.kill();
+    // The job's entry point records the failure instead of failing.
+    assert_eq!(one(&mut c, "SELECT pgturso._run('public.t')").unwrap(), "f");
+    let row = pg_rows(
+        &mut c,
+        "SELECT last_status, last_error FROM turso_replication_status WHERE name = 'public.t'",
+    );
+    let (status, error) = (row[0][0].clone().unwrap(), row[0][1].clone().unwrap());
+    assert_eq!(status, "error");
+    assert!(error.contains("could not reach"), "{error}");
+    assert!(!error.contains(sqld.token()));
+    let activity = pg_rows(&mut c, "SELECT query FROM pg_stat_activity").concat();
+    assert!(activity.iter().flatten().all(|q| !q.contains(sqld.token())));
+    sqld.restart();
+    assert_eq!(one(&mut c, "SELECT pgturso._run('public.t')").unwrap(), "t");
+    assert_eq!(count(&sqld, "t"), 1000);
+    // Lag counts the whole cluster's WAL (other tests write too): check the position instead.
+    let row = pg_rows(
+        &mut c,
+        &format!("SELECT last_status, coalesce(last_error, ''), (confirmed_lsn >= '{written}')::text FROM turso_replication_status WHERE name = 'public.t'"),
+    );
+    assert_eq!(
+        row[0],
+        vec![Some("ok".into()), Some(String::new()), Some("true".into())]
+    );
+}
