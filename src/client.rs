@@ -17,6 +17,10 @@ const BODY_QUOTE: usize = 300;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The connection could not be made: the request was certainly not applied.
+    #[error("could not connect to \"{url}\": {detail}")]
+    Connect { url: String, detail: String },
+    /// The request failed after it may have been sent: its outcome is unknown.
     #[error("could not reach \"{url}\": {detail}")]
     Network { url: String, detail: String },
     #[error("request to \"{url}\" timed out after {ms} ms")]
@@ -40,7 +44,9 @@ impl ClientError {
     /// Transient failures worth retrying: network trouble, timeouts, 429 and 5xx, expired streams.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Network { .. } | ClientError::Timeout { .. } => true,
+            ClientError::Connect { .. }
+            | ClientError::Network { .. }
+            | ClientError::Timeout { .. } => true,
             ClientError::Http { status, .. } => *status == 429 || *status >= 500,
             ClientError::Stream { code, .. } => code
                 .as_deref()
@@ -52,7 +58,9 @@ impl ClientError {
     pub fn sqlstate(&self) -> PgSqlErrorCode {
         use PgSqlErrorCode::*;
         match self {
-            ClientError::Network { .. } | ClientError::Timeout { .. } => ERRCODE_CONNECTION_FAILURE,
+            ClientError::Connect { .. }
+            | ClientError::Network { .. }
+            | ClientError::Timeout { .. } => ERRCODE_CONNECTION_FAILURE,
             ClientError::Http { .. } | ClientError::Stream { .. } => ERRCODE_CONNECTION_FAILURE,
             ClientError::Auth { .. } => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
             ClientError::Protocol(_) => ERRCODE_PROTOCOL_VIOLATION,
@@ -63,7 +71,7 @@ impl ClientError {
     /// What the user should do about it.
     pub fn hint(&self) -> String {
         match self {
-            ClientError::Network { .. } | ClientError::Timeout { .. } => {
+            ClientError::Connect { .. } | ClientError::Network { .. } | ClientError::Timeout { .. } => {
                 "Check that Turso is reachable at the \"url\" option, then re-run the decoding call; nothing is lost.".into()
             }
             ClientError::Auth { .. } => {
@@ -89,6 +97,9 @@ pub trait Transport {
         base_url: Option<&str>,
         request: &PipelineRequest,
     ) -> Result<PipelineResponse, ClientError>;
+
+    /// Waits before a retry (interruptibly, for the real transport).
+    fn pause(&mut self, duration: Duration);
 }
 
 /// The pipeline endpoint for a server base URL.
@@ -127,6 +138,8 @@ fn http_client() -> Result<&'static reqwest::Client, ClientError> {
 /// (`check` may raise a PostgreSQL error, which drops the future and its connection).
 pub fn run_blocking<F: Future>(fut: F, check: &mut dyn FnMut()) -> Result<F::Output, ClientError> {
     let rt = runtime()?;
+    // Timers (the slices below, and any inside `fut`) are created inside the runtime's context.
+    let _entered = rt.enter();
     let mut fut = std::pin::pin!(fut);
     loop {
         match rt.block_on(tokio::time::timeout(SLICE, fut.as_mut())) {
@@ -213,7 +226,12 @@ impl Transport for HttpTransport {
         };
         let check = self.check_interrupts;
         let (status, bytes) = run_blocking(fut, &mut || check())?.map_err(|e| {
-            if e.is_timeout() {
+            if e.is_connect() {
+                ClientError::Connect {
+                    url: url.clone(),
+                    detail: describe(e),
+                }
+            } else if e.is_timeout() {
                 ClientError::Timeout {
                     url: url.clone(),
                     ms: timeout_ms,
@@ -239,6 +257,16 @@ impl Transport for HttpTransport {
             }),
         }
     }
+
+    fn pause(&mut self, duration: Duration) {
+        let check = self.check_interrupts;
+        // The runtime only fails to start if it never started, and then no request was sent.
+        // The timer is created when first polled, inside the runtime.
+        let _ = run_blocking(
+            async move { tokio::time::sleep(duration).await },
+            &mut || check(),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -257,6 +285,11 @@ mod tests {
         assert!(!ClientError::Auth {
             status: 401,
             body: String::new()
+        }
+        .is_retryable());
+        assert!(ClientError::Connect {
+            url: "u".into(),
+            detail: "refused".into()
         }
         .is_retryable());
         assert!(ClientError::Timeout {

@@ -1,4 +1,4 @@
-//! Plugin options (`url`, `auth`, `table_name`, `timeout_ms`, `max_request_records`,
+//! Plugin options (`url`, `auth`, `table_name`, `timeout_ms`, `retry_ms`, `max_request_records`,
 //! `max_request_bytes`) -> a validated [`Options`].
 //!
 //! `plugin.rs` walks the DefElem list into `(name, value)` pairs; everything here is plain Rust.
@@ -89,6 +89,10 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
             }
             "max_request_bytes" => {
                 limits.max_bytes = parse_int(name, val, 1024, 1 << 30, "bytes")?;
+            }
+            "retry_ms" => {
+                let ms = parse_int(name, val, 0, 3_600_000, "milliseconds")?;
+                limits.retry_for = Duration::from_millis(ms as u64);
             }
             _ => {
                 let shown = match val {
@@ -353,13 +357,10 @@ mod tests {
             ("max_request_bytes", Some("65536")),
         ])
         .unwrap();
-        assert_eq!(
-            o.limits,
-            Limits {
-                max_records: 10,
-                max_bytes: 65536
-            }
-        );
+        assert_eq!(o.limits.max_records, 10);
+        assert_eq!(o.limits.max_bytes, 65536);
+        let o = opts(&[("url", Some("http://h/")), ("retry_ms", Some("0"))]).unwrap();
+        assert_eq!(o.limits.retry_for, Duration::ZERO);
         assert!(opts(&[
             ("url", Some("http://h/")),
             ("max_request_records", Some("0"))

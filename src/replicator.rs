@@ -7,6 +7,8 @@
 //! transport is a trait, so this is tested without a network.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, Instant};
 
 use crate::client::{ClientError, Transport};
 use crate::error::PgTursoError;
@@ -19,11 +21,14 @@ use crate::sql::{self, Stmt};
 /// Name of the progress table in Turso.
 pub const PROGRESS_TABLE: &str = "_pgturso_progress";
 
-/// Limits on one request of a transaction; larger transactions span several requests.
+/// Limits on one request of a transaction (larger transactions span several requests), and how
+/// long transient failures are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_records: usize,
     pub max_bytes: usize,
+    /// Total time spent retrying one request; zero disables retries.
+    pub retry_for: Duration,
 }
 
 impl Default for Limits {
@@ -31,8 +36,16 @@ impl Default for Limits {
         Limits {
             max_records: 2000,
             max_bytes: 5 * 1024 * 1024,
+            retry_for: Duration::from_secs(10),
         }
     }
+}
+
+/// Exponential backoff from 100 ms, capped at 2 s, with +-25% jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(5)).min(2000);
+    let jitter = RandomState::new().hash_one(attempt) % (base / 2 + 1);
+    Duration::from_millis(base - base / 4 + jitter)
 }
 
 /// An open Hrana stream holding a Turso transaction across requests.
@@ -150,7 +163,7 @@ impl<T: Transport> Replicator<T> {
             Some(a) => a,
             None => {
                 let a = self
-                    .read_progress()
+                    .read_progress_retrying()
                     .map_err(|source| PgTursoError::Progress {
                         slot: self.slot.clone(),
                         source,
@@ -162,6 +175,21 @@ impl<T: Transport> Replicator<T> {
         let skip = applied.is_some_and(|a| lsn <= a);
         self.txn.as_mut().expect("checked above").skip = Some(skip);
         Ok(skip)
+    }
+
+    /// The progress read, retried on transient failures (it only reads).
+    fn read_progress_retrying(&mut self) -> Result<Option<u64>, ClientError> {
+        let deadline = Instant::now() + self.limits.retry_for;
+        let mut attempt = 0;
+        loop {
+            match self.read_progress() {
+                Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                    self.transport.pause(backoff(attempt));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn read_progress(&mut self) -> Result<Option<u64>, ClientError> {
@@ -335,6 +363,7 @@ impl<T: Transport> Replicator<T> {
             requests,
         };
         let base = stream.as_ref().and_then(|s| s.base_url.clone());
+        let standalone = stream.is_none();
         let tracked = txn.tracked;
         let wrap = |source| {
             if tracked {
@@ -346,10 +375,15 @@ impl<T: Transport> Replicator<T> {
                 PgTursoError::Copy { source }
             }
         };
-        let resp = self
-            .transport
-            .pipeline(base.as_deref(), &req)
-            .map_err(wrap)?;
+        let resp = match self.send(base.as_deref(), &req, standalone, commit && tracked, lsn) {
+            Ok(Some(resp)) => resp,
+            // Turso already has this transaction: its response was lost, the commit was not.
+            Ok(None) => {
+                self.txn.as_mut().expect("inside a transaction").stream = None;
+                return Ok(());
+            }
+            Err(e) => return Err(wrap(e)),
+        };
         let next = check_batch(resp, &layout, &sqls, commit).map_err(wrap)?;
         self.txn.as_mut().expect("inside a transaction").stream =
             next.map(|(baton, base_url)| Stream {
@@ -357,6 +391,50 @@ impl<T: Transport> Replicator<T> {
                 base_url: base_url.or(base),
             });
         Ok(())
+    }
+
+    /// Sends `req`, retrying transient failures for `limits.retry_for`, but only when resending
+    /// cannot apply anything twice: a request that was never sent is always resent; one whose
+    /// outcome is unknown only if it stands alone (no open stream), and if it carries this
+    /// transaction's COMMIT, only after the progress row shows Turso does not have it.
+    /// `Ok(None)` means the progress row shows the transaction was committed already.
+    fn send(
+        &mut self,
+        base: Option<&str>,
+        req: &PipelineRequest,
+        standalone: bool,
+        commits_lsn: bool,
+        lsn: u64,
+    ) -> Result<Option<PipelineResponse>, ClientError> {
+        let deadline = Instant::now() + self.limits.retry_for;
+        let mut attempt = 0;
+        loop {
+            let err = match self.transport.pipeline(base, req) {
+                Ok(resp) => return Ok(Some(resp)),
+                Err(e) => e,
+            };
+            let not_sent = matches!(err, ClientError::Connect { .. });
+            if !err.is_retryable() || !(standalone || not_sent) || Instant::now() >= deadline {
+                return Err(err);
+            }
+            let mut last = err;
+            loop {
+                self.transport.pause(backoff(attempt));
+                attempt += 1;
+                if not_sent || !commits_lsn {
+                    break;
+                }
+                match self.read_progress() {
+                    Ok(applied) if applied.is_some_and(|a| a >= lsn) => return Ok(None),
+                    Ok(_) => break,
+                    Err(e) if e.is_retryable() && Instant::now() < deadline => last = e,
+                    Err(_) => return Err(last),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(last);
+            }
+        }
     }
 
     /// COMMIT of the decoded transaction. Returns the output line when something was replicated.

@@ -380,7 +380,8 @@ fn sqld_killed_mid_call_then_rerun_gives_exact_mirror() {
         }
         Action::Forward
     });
-    let err = changes_at(&mut c, &slot, &proxy.url(), "").unwrap_err();
+    // No retries here: this test is about the ERROR and the slot (retries: tests/faults.rs).
+    let err = get_changes(&mut c, &slot, &[("url", &proxy.url()), ("retry_ms", "0")]).unwrap_err();
     let (code, msg, detail, _) = db_error(&err);
     assert!(code.starts_with("08"), "{code} {msg}");
     assert!(
@@ -422,7 +423,8 @@ fn response_lost_after_commit_is_not_applied_twice() {
             Action::Forward
         }
     });
-    let err = changes_at(&mut c, &slot, &proxy.url(), "").unwrap_err();
+    // No retries: the ERROR path (tests/faults.rs covers the retry that resolves it in one call).
+    let err = get_changes(&mut c, &slot, &[("url", &proxy.url()), ("retry_ms", "0")]).unwrap_err();
     let (code, msg, _, _) = db_error(&err);
     assert!(code.starts_with("08"), "{code} {msg}");
     assert_eq!(sqld.query("SELECT count(*) FROM log"), vec![vec![json!(3)]]);
@@ -522,11 +524,16 @@ fn bad_options_fail_in_postgres_wording() {
         assert_eq!((got_code.as_str(), got_msg.as_str()), (*code, *msg));
     }
     // Unreachable host: a connection error naming the URL, slot unchanged.
-    let err = get_changes(&mut c, &slot, &[("url", "http://127.0.0.1:1/")]).unwrap_err();
+    let err = get_changes(
+        &mut c,
+        &slot,
+        &[("url", "http://127.0.0.1:1/"), ("retry_ms", "300")],
+    )
+    .unwrap_err();
     let (code, msg, _, _) = db_error(&err);
     assert_eq!(code, "08006", "{msg}");
     assert!(
-        msg.contains("could not reach \"http://127.0.0.1:1/v2/pipeline\""),
+        msg.contains("could not connect to \"http://127.0.0.1:1/v2/pipeline\""),
         "{msg}"
     );
     assert_eq!(confirmed_lsn(&mut c, &slot), before);
@@ -575,7 +582,12 @@ fn token_never_reaches_output_errors_or_server_log() {
     );
     // A failing call (sqld down) and a succeeding one, both with the real token.
     let dead = format!("http://127.0.0.1:{}/", common::free_port());
-    let err = changes_at(&mut c, &slot, &dead, &token).unwrap_err();
+    let err = get_changes(
+        &mut c,
+        &slot,
+        &[("url", &dead), ("auth", &token), ("retry_ms", "300")],
+    )
+    .unwrap_err();
     let (_, msg, detail, hint) = db_error(&err);
     let out = changes(&mut c, &slot, &sqld).unwrap();
     assert_eq!(out.len(), 1);
@@ -603,7 +615,7 @@ fn token_never_reaches_output_errors_or_server_log() {
     let log = pg().server_log();
     let failure = log
         .lines()
-        .position(|l| l.contains("ERROR:") && l.contains("could not reach"))
+        .position(|l| l.contains("ERROR:") && l.contains("could not connect"))
         .expect("the failure was logged");
     let after: Vec<&str> = log.lines().skip(failure + 1).take(3).collect();
     assert!(

@@ -12,6 +12,17 @@ struct Fake {
     progress: Option<i64>,
     fail_sql: Option<&'static str>,
     base_url: Option<String>,
+    /// Batch requests to refuse (connection refused: not applied).
+    refuse: usize,
+    /// Batch requests to apply and then lose the response of.
+    lose: usize,
+    /// Batch requests to answer with this HTTP status instead of applying them.
+    status: Option<(u16, usize)>,
+    pauses: usize,
+}
+
+fn is_batch(body: &Json) -> bool {
+    body["requests"][0]["type"] == "batch"
 }
 
 impl Transport for &mut Fake {
@@ -23,6 +34,22 @@ impl Transport for &mut Fake {
         let body = serde_json::to_value(request).unwrap();
         self.requests
             .push((base_url.map(str::to_string), body.clone()));
+        if is_batch(&body) && self.refuse > 0 {
+            self.refuse -= 1;
+            return Err(ClientError::Connect {
+                url: "u".into(),
+                detail: "refused".into(),
+            });
+        }
+        if let Some((status, n)) = self.status.filter(|(_, n)| *n > 0) {
+            if is_batch(&body) {
+                self.status = Some((status, n - 1));
+                return Err(ClientError::Http {
+                    status,
+                    body: String::new(),
+                });
+            }
+        }
         let mut results = vec![];
         let mut closes = false;
         for r in body["requests"].as_array().unwrap() {
@@ -43,6 +70,10 @@ impl Transport for &mut Fake {
                     let mut failed = false;
                     for step in r["batch"]["steps"].as_array().unwrap() {
                         let sql = step["stmt"]["sql"].as_str().unwrap();
+                        if sql.contains("_pgturso_progress") && !failed {
+                            let lsn = step["stmt"]["args"][2]["value"].as_str().unwrap();
+                            self.progress = Some(lsn.parse().unwrap());
+                        }
                         let is_rollback = sql == "ROLLBACK";
                         if failed && !is_rollback {
                             res.push(Json::Null);
@@ -70,12 +101,23 @@ impl Transport for &mut Fake {
                 other => panic!("unexpected request {other}"),
             }
         }
+        if is_batch(&body) && self.lose > 0 {
+            self.lose -= 1;
+            return Err(ClientError::Network {
+                url: "u".into(),
+                detail: "connection reset".into(),
+            });
+        }
         let resp = json!({
             "baton": if closes { Json::Null } else { json!("baton-1") },
             "base_url": self.base_url,
             "results": results,
         });
         Ok(serde_json::from_value(resp).unwrap())
+    }
+
+    fn pause(&mut self, _duration: std::time::Duration) {
+        self.pauses += 1;
     }
 }
 
@@ -233,6 +275,7 @@ fn large_transactions_span_requests_on_one_stream() {
     let limits = Limits {
         max_records: 2,
         max_bytes: 1 << 20,
+        ..Limits::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
     r.begin(0x100);
@@ -343,6 +386,7 @@ fn statements_stay_under_the_parameter_limit() {
     let limits = Limits {
         max_records: 100_000,
         max_bytes: usize::MAX,
+        ..Limits::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
     r.begin(0x100);
@@ -396,5 +440,171 @@ fn untracked_transactions_record_no_progress() {
             "COMMIT",
             "ROLLBACK"
         ]
+    );
+}
+
+fn batches(fake: &Fake) -> usize {
+    fake.requests.iter().filter(|(_, b)| is_batch(b)).count()
+}
+
+#[test]
+fn a_lost_commit_response_is_resolved_from_progress_not_resent() {
+    let mut fake = Fake {
+        lose: 1,
+        ..Default::default()
+    };
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
+    r.begin(0x100);
+    r.change(&table(), &insert(1)).unwrap();
+    assert!(r.commit().unwrap().is_some(), "the call succeeds");
+    drop(r);
+    assert_eq!(
+        batches(&fake),
+        1,
+        "the committed transaction is not sent again"
+    );
+    assert_eq!(
+        fake.requests.len(),
+        3,
+        "progress read, transaction, progress re-read"
+    );
+    assert_eq!(fake.pauses, 1);
+}
+
+#[test]
+fn a_transient_failure_before_commit_is_resent() {
+    let mut fake = Fake {
+        status: Some((503, 2)),
+        ..Default::default()
+    };
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
+    r.begin(0x100);
+    r.change(&table(), &insert(1)).unwrap();
+    assert!(r.commit().is_ok());
+    drop(r);
+    assert_eq!(batches(&fake), 3, "two 503s, then applied once");
+    assert_eq!(fake.progress, Some(0x100));
+}
+
+#[test]
+fn refused_connections_are_retried_even_mid_stream() {
+    let mut fake = Fake::default();
+    let limits = Limits {
+        max_records: 2,
+        ..Limits::default()
+    };
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
+    r.begin(0x100);
+    r.change(&table(), &insert(0)).unwrap();
+    r.change(&table(), &insert(1)).unwrap(); // opens the stream: [BEGIN, CREATE, INSERT]
+    r.transport.refuse = 2; // the next request continues the stream: never sent, so resent
+    r.change(&table(), &insert(2)).unwrap();
+    r.change(&table(), &insert(3)).unwrap();
+    assert!(r.commit().is_ok());
+    drop(r);
+    assert_eq!(fake.pauses, 2);
+    assert_eq!(fake.progress, Some(0x100));
+}
+
+#[test]
+fn unknown_outcome_mid_stream_is_an_error_not_a_resend() {
+    let mut fake = Fake::default();
+    let limits = Limits {
+        max_records: 2,
+        ..Limits::default()
+    };
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
+    r.begin(0x100);
+    r.change(&table(), &insert(0)).unwrap();
+    r.change(&table(), &insert(1)).unwrap();
+    r.transport.lose = 1;
+    // The request that continues the stream loses its response: whichever call sends it fails.
+    let err = r
+        .change(&table(), &insert(2))
+        .and_then(|_| r.change(&table(), &insert(3)))
+        .and_then(|_| r.commit().map(|_| true))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("connection reset"), "{err}");
+    drop(r);
+    assert_eq!(fake.pauses, 0);
+}
+
+#[test]
+fn permanent_failures_and_zero_retry_fail_at_once() {
+    let mut fake = Fake {
+        status: Some((401, 5)),
+        ..Default::default()
+    };
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
+    r.begin(0x100);
+    r.change(&table(), &insert(1)).unwrap();
+    assert!(r.commit().is_err());
+    drop(r);
+    assert_eq!(batches(&fake), 1);
+    let mut fake = Fake {
+        status: Some((503, 5)),
+        ..Default::default()
+    };
+    let limits = Limits {
+        retry_for: std::time::Duration::ZERO,
+        ..Limits::default()
+    };
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
+    r.begin(0x100);
+    r.change(&table(), &insert(1)).unwrap();
+    assert!(r.commit().is_err());
+    drop(r);
+    assert_eq!(batches(&fake), 1);
+}
+
+#[test]
+fn backoff_grows_and_is_capped() {
+    let first = super::backoff(0);
+    assert!(
+        first >= std::time::Duration::from_millis(75)
+            && first <= std::time::Duration::from_millis(125)
+    );
+    for attempt in 0..20 {
+        assert!(super::backoff(attempt) <= std::time::Duration::from_millis(2500));
+    }
+    assert!(super::backoff(6) >= std::time::Duration::from_millis(1500));
+}
+
+#[test]
+fn the_progress_read_is_retried_on_transient_failures() {
+    struct Flaky<'a>(&'a mut Fake, usize);
+    impl Transport for Flaky<'_> {
+        fn pipeline(
+            &mut self,
+            base_url: Option<&str>,
+            request: &PipelineRequest,
+        ) -> Result<PipelineResponse, ClientError> {
+            if self.1 > 0 {
+                self.1 -= 1;
+                return Err(ClientError::Timeout {
+                    url: "u".into(),
+                    ms: 1,
+                });
+            }
+            let mut inner: &mut Fake = self.0;
+            inner.pipeline(base_url, request)
+        }
+        fn pause(&mut self, _d: std::time::Duration) {}
+    }
+    let mut fake = Fake {
+        progress: Some(0x500),
+        ..Default::default()
+    };
+    let mut r = Replicator::new(
+        Flaky(&mut fake, 2),
+        "sys".into(),
+        "slot".into(),
+        Limits::default(),
+    );
+    r.begin(0x400);
+    assert!(
+        !r.change(&table(), &insert(1)).unwrap(),
+        "skipped: progress was read after two timeouts"
     );
 }
