@@ -3,6 +3,7 @@
 
 mod api;
 pub mod client;
+pub mod convert;
 pub mod error;
 pub mod hrana;
 pub mod model;

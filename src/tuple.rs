@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use pgrx::pg_sys;
 
+use crate::convert;
 use crate::error::PgTursoError;
 use crate::model::{Cell, Column, SqlType, Table, Value};
 
@@ -21,6 +22,8 @@ struct ColumnReader {
     base_type: pg_sys::Oid,
     output_fn: pg_sys::Oid,
     varlena: bool,
+    /// Arrays travel as JSON arrays (PostgreSQL's `array_to_json`).
+    array: bool,
 }
 
 /// A replicated relation: its Turso shape and how to read its tuples.
@@ -123,6 +126,7 @@ unsafe fn describe(rel: pg_sys::Relation) -> Result<RelInfo, PgTursoError> {
                 base_type: base,
                 output_fn,
                 varlena: att.attlen == -1,
+                array: att.attlen == -1 && pg_sys::get_element_type(base) != pg_sys::InvalidOid,
             });
         }
         let replident = (*class).relreplident as u8;
@@ -402,18 +406,63 @@ unsafe fn read(r: &ColumnReader, datum: pg_sys::Datum) -> Result<Cell, String> {
                 let detoasted = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
                 Value::Blob(pgrx::varlena::varlena_to_byte_slice(detoasted).to_vec())
             }
-            _ => {
-                let text = pg_sys::OidOutputFunctionCall(r.output_fn, datum);
-                let s = CStr::from_ptr(text)
-                    .to_str()
-                    .map_err(|e| format!("the value is not valid UTF-8 ({e})"))?
-                    .to_string();
-                pg_sys::pfree(text.cast());
-                Value::Text(s)
+            pg_sys::DATEOID => text_or_output(convert::date(bits as i32), r, datum)?,
+            pg_sys::TIMESTAMPOID => {
+                text_or_output(convert::timestamp(bits as i64, false), r, datum)?
             }
+            pg_sys::TIMESTAMPTZOID => {
+                text_or_output(convert::timestamp(bits as i64, true), r, datum)?
+            }
+            pg_sys::TIMEOID => Value::Text(convert::time(bits as i64)),
+            pg_sys::TIMETZOID => {
+                let tz = datum.cast_mut_ptr::<pg_sys::TimeTzADT>();
+                Value::Text(convert::timetz((*tz).time, (*tz).zone))
+            }
+            _ if r.array => {
+                let json = pg_sys::OidFunctionCall1Coll(
+                    pg_sys::Oid::from(pg_sys::F_ARRAY_TO_JSON_ANYARRAY),
+                    pg_sys::InvalidOid,
+                    datum,
+                );
+                let text = pg_sys::text_to_cstring(json.cast_mut_ptr());
+                Value::Text(owned_text(text)?)
+            }
+            _ => Value::Text(output_text(r, datum)?),
         };
         Ok(Cell::Value(v))
     }
+}
+
+/// The type's own text output.
+unsafe fn output_text(r: &ColumnReader, datum: pg_sys::Datum) -> Result<String, String> {
+    // SAFETY: `datum` is a value of the column's type; the output function returns a palloc'd string.
+    unsafe { owned_text(pg_sys::OidOutputFunctionCall(r.output_fn, datum)) }
+}
+
+/// A palloc'd C string as an owned `String` (freed here).
+unsafe fn owned_text(text: *mut std::ffi::c_char) -> Result<String, String> {
+    // SAFETY: `text` is a NUL-terminated palloc'd string.
+    unsafe {
+        let s = CStr::from_ptr(text)
+            .to_str()
+            .map_err(|e| format!("the value is not valid UTF-8 ({e})"))?
+            .to_string();
+        pg_sys::pfree(text.cast());
+        Ok(s)
+    }
+}
+
+/// An ISO value when `convert` produced one, else PostgreSQL's output (years outside 1..9999).
+unsafe fn text_or_output(
+    iso: Option<String>,
+    r: &ColumnReader,
+    datum: pg_sys::Datum,
+) -> Result<Value, String> {
+    Ok(Value::Text(match iso {
+        Some(s) => s,
+        // SAFETY: as in `read`.
+        None => unsafe { output_text(r, datum) }?,
+    }))
 }
 
 #[cfg(test)]
