@@ -58,7 +58,9 @@ mod pgturso {
             Duration::from_millis(crate::options::DEFAULT_TIMEOUT_MS),
             check_interrupts,
         );
-        let mut r = Replicator::new(transport, String::new(), String::new(), Limits::default());
+        // SAFETY: reads a value set at startup.
+        let system_id = unsafe { pg_sys::GetSystemIdentifier() }.to_string();
+        let mut r = Replicator::new(transport, system_id, String::new(), Limits::default());
         let run = |r: &mut Replicator<HttpTransport>| -> Result<i64, PgTursoError> {
             let table = &info.table;
             let mut sent = 0i64;

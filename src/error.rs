@@ -40,6 +40,8 @@ pub enum PgTursoError {
         #[source]
         source: ClientError,
     },
+    #[error("cannot follow the schema change of table \"{table}\" in Turso: {what}")]
+    SchemaChange { table: String, what: String },
     #[error("could not decode a value of column \"{column}\" of table \"{table}\": {reason}")]
     Value {
         table: String,
@@ -62,6 +64,7 @@ impl PgTursoError {
             | PgTursoError::Progress { source, .. }
             | PgTursoError::Copy { source } => source.sqlstate(),
             PgTursoError::Value { .. } => ERRCODE_DATA_EXCEPTION,
+            PgTursoError::SchemaChange { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
         }
     }
 
@@ -96,6 +99,9 @@ impl PgTursoError {
             PgTursoError::Replication { source, .. }
             | PgTursoError::Progress { source, .. }
             | PgTursoError::Copy { source } => Some(source.hint()),
+            PgTursoError::SchemaChange { .. } => Some(
+                "Recreate the table in Turso: drop it there and delete its row from _pgturso_schema, then copy it again (with the SQL API: turso_unschedule(name, drop_slot => true), then schedule it again).".to_string(),
+            ),
             PgTursoError::Value { .. } | PgTursoError::RedundantOption { .. } => None,
         }
     }

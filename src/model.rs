@@ -43,6 +43,17 @@ pub enum SqlType {
 }
 
 impl SqlType {
+    pub fn from_sql(s: &str) -> Option<SqlType> {
+        [
+            SqlType::Integer,
+            SqlType::Real,
+            SqlType::Text,
+            SqlType::Blob,
+        ]
+        .into_iter()
+        .find(|t| t.as_sql() == s)
+    }
+
     pub fn as_sql(self) -> &'static str {
         match self {
             SqlType::Integer => "INTEGER",
@@ -59,11 +70,17 @@ pub struct Column {
     pub name: String,
     pub sql_type: SqlType,
     pub not_null: bool,
+    /// PostgreSQL's attribute number: stable across renames, so renames can be told from drops.
+    pub attnum: i16,
+    /// The value rows written before an `ADD COLUMN … DEFAULT` have (PostgreSQL's "missing" value).
+    pub missing: Option<Value>,
 }
 
 /// What pgturso knows about a replicated PostgreSQL table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
+    /// Identifies the PostgreSQL table across renames: `<database oid>.<table oid>`.
+    pub source: String,
     /// PostgreSQL schema and table name, for messages.
     pub pg_schema: String,
     pub pg_name: String,

@@ -6,7 +6,7 @@
 //! LSN are skipped, so re-decoding after a failure never applies anything twice. Plain Rust: the
 //! transport is a trait, so this is tested without a network.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,12 @@ use crate::hrana::{
     self, BatchPart, PipelineRequest, PipelineResponse, StreamRequest, StreamResponse, StreamResult,
 };
 use crate::model::{format_lsn, RowChange, Table, Value};
-use crate::sql::{self, Stmt};
+use crate::sql::{self, KnownTable, Stmt};
 
 /// Name of the progress table in Turso.
 pub const PROGRESS_TABLE: &str = "_pgturso_progress";
+/// Name of the table in Turso that records the shape pgturso gave each replicated table.
+pub const SCHEMA_TABLE: &str = "_pgturso_schema";
 
 /// Limits on one request of a transaction (larger transactions span several requests), and how
 /// long transient failures are retried.
@@ -95,8 +97,9 @@ struct Txn {
     pending_records: usize,
     group: Option<Group>,
     stream: Option<Stream>,
-    /// Tables created by this transaction, remembered only once it commits.
+    /// Tables created or altered by this transaction, remembered only once it commits.
     created: Vec<String>,
+    known: Vec<(String, KnownTable)>,
 }
 
 /// Per-decoding-session replication state.
@@ -107,6 +110,8 @@ pub struct Replicator<T: Transport> {
     limits: Limits,
     applied_lsn: Option<Option<u64>>,
     ensured: HashSet<String>,
+    /// Table shapes in Turso by source table (`_pgturso_schema`), read once per session.
+    known: Option<HashMap<String, KnownTable>>,
     txn: Option<Txn>,
 }
 
@@ -119,6 +124,7 @@ impl<T: Transport> Replicator<T> {
             limits,
             applied_lsn: None,
             ensured: HashSet::new(),
+            known: None,
             txn: None,
         }
     }
@@ -146,6 +152,7 @@ impl<T: Transport> Replicator<T> {
             group: None,
             stream: None,
             created: Vec::new(),
+            known: Vec::new(),
         });
     }
 
@@ -162,12 +169,12 @@ impl<T: Transport> Replicator<T> {
         let applied = match self.applied_lsn {
             Some(a) => a,
             None => {
-                let a = self
-                    .read_progress_retrying()
-                    .map_err(|source| PgTursoError::Progress {
+                let a = self.retrying(Self::read_progress).map_err(|source| {
+                    PgTursoError::Progress {
                         slot: self.slot.clone(),
                         source,
-                    })?;
+                    }
+                })?;
                 self.applied_lsn = Some(a);
                 a
             }
@@ -177,12 +184,15 @@ impl<T: Transport> Replicator<T> {
         Ok(skip)
     }
 
-    /// The progress read, retried on transient failures (it only reads).
-    fn read_progress_retrying(&mut self) -> Result<Option<u64>, ClientError> {
+    /// A read-only request, retried on transient failures.
+    fn retrying<R>(
+        &mut self,
+        read: impl Fn(&mut Self) -> Result<R, ClientError>,
+    ) -> Result<R, ClientError> {
         let deadline = Instant::now() + self.limits.retry_for;
         let mut attempt = 0;
         loop {
-            match self.read_progress() {
+            match read(self) {
                 Err(e) if e.is_retryable() && Instant::now() < deadline => {
                     self.transport.pause(backoff(attempt));
                     attempt += 1;
@@ -270,14 +280,96 @@ impl<T: Transport> Replicator<T> {
         Ok(true)
     }
 
+    /// Makes sure the Turso table exists with `table`'s shape before its data: created when new,
+    /// altered (in this same Turso transaction) when the PostgreSQL table changed.
     fn ensure_table(&mut self, table: &Table) -> Result<(), PgTursoError> {
-        let create = sql::create_table(table);
-        let txn = self.txn.as_mut().expect("inside a transaction");
-        if self.ensured.contains(&create.sql) || txn.created.contains(&create.sql) {
+        let wanted = KnownTable::of(table);
+        let sig = serde_json::to_string(&wanted).expect("plain data serializes");
+        let txn = self.txn.as_ref().expect("inside a transaction");
+        if self.ensured.contains(&sig) || txn.created.contains(&sig) {
             return Ok(());
         }
-        txn.created.push(create.sql.clone());
-        self.push(create)
+        if self.known.is_none() {
+            let loaded =
+                self.retrying(Self::read_known)
+                    .map_err(|source| PgTursoError::Progress {
+                        slot: self.slot.clone(),
+                        source,
+                    })?;
+            self.known = Some(loaded);
+        }
+        let txn = self.txn.as_ref().expect("inside a transaction");
+        let current = txn
+            .known
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == table.source)
+            .map(|(_, k)| k)
+            .or_else(|| self.known.as_ref().and_then(|k| k.get(&table.source)))
+            .cloned();
+        let mut stmts = match &current {
+            Some(k) if *k != wanted => sql::alter_table(k, table)?,
+            // Also when known: recreates a table dropped in Turso by hand.
+            _ => vec![sql::create_table(table)],
+        };
+        if current.as_ref() != Some(&wanted) {
+            stmts.push(schema_upsert(&self.system_id, &table.source, &wanted));
+        }
+        let txn = self.txn.as_mut().expect("inside a transaction");
+        txn.created.push(sig);
+        txn.known.push((table.source.clone(), wanted));
+        for stmt in stmts {
+            self.push(stmt)?;
+        }
+        Ok(())
+    }
+
+    fn read_known(&mut self) -> Result<HashMap<String, KnownTable>, ClientError> {
+        let req = PipelineRequest {
+            baton: None,
+            requests: vec![
+                hrana::query(&schema_ddl(), vec![]),
+                hrana::query(
+                    &format!(
+                        "SELECT \"source\", \"definition\" FROM {} WHERE \"system_id\" = ?",
+                        sql::quote_ident(SCHEMA_TABLE)
+                    ),
+                    vec![Value::Text(self.system_id.clone())],
+                ),
+                StreamRequest::Close,
+            ],
+        };
+        let resp = self.transport.pipeline(None, &req)?;
+        let result = match resp.results.into_iter().nth(1) {
+            Some(StreamResult::Ok {
+                response: StreamResponse::Execute { result },
+            }) => result,
+            Some(StreamResult::Error { error }) => {
+                return Err(ClientError::Stream {
+                    message: error.message,
+                    code: error.code,
+                })
+            }
+            _ => {
+                return Err(ClientError::Protocol(
+                    "missing result for the schema query".into(),
+                ))
+            }
+        };
+        let mut out = HashMap::new();
+        for row in result.rows {
+            if let [hrana::WireValue::Text { value: source }, hrana::WireValue::Text { value: def }] =
+                row.as_slice()
+            {
+                let known = serde_json::from_str(def).map_err(|e| {
+                    ClientError::Protocol(format!(
+                        "unreadable {SCHEMA_TABLE} row for {source}: {e}"
+                    ))
+                })?;
+                out.insert(source.clone(), known);
+            }
+        }
+        Ok(out)
     }
 
     /// Flushes first when adding `size` bytes would overflow the request limits.
@@ -450,6 +542,9 @@ impl<T: Transport> Replicator<T> {
         self.flush(true)?;
         let txn = self.txn.take().expect("inside a transaction");
         self.ensured.extend(txn.created);
+        if let Some(known) = self.known.as_mut() {
+            known.extend(txn.known);
+        }
         if txn.tracked {
             self.applied_lsn = Some(Some(lsn));
         }
@@ -471,6 +566,28 @@ fn close_group(txn: &mut Txn) {
     if let Some(g) = txn.group.take() {
         txn.pending.push(g.into_stmt());
     }
+}
+
+fn schema_ddl() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\"system_id\" TEXT NOT NULL, \"source\" TEXT NOT NULL, \"turso_name\" TEXT NOT NULL, \"definition\" TEXT NOT NULL, PRIMARY KEY (\"system_id\", \"source\"))",
+        sql::quote_ident(SCHEMA_TABLE)
+    )
+}
+
+fn schema_upsert(system_id: &str, source: &str, known: &KnownTable) -> Stmt {
+    Stmt::new(
+        format!(
+            "INSERT INTO {} (\"system_id\", \"source\", \"turso_name\", \"definition\") VALUES (?, ?, ?, ?) ON CONFLICT (\"system_id\", \"source\") DO UPDATE SET \"turso_name\" = excluded.\"turso_name\", \"definition\" = excluded.\"definition\"",
+            sql::quote_ident(SCHEMA_TABLE)
+        ),
+        vec![
+            Value::Text(system_id.to_string()),
+            Value::Text(source.to_string()),
+            Value::Text(known.turso_name.clone()),
+            Value::Text(serde_json::to_string(known).expect("plain data serializes")),
+        ],
+    )
 }
 
 fn progress_ddl() -> String {

@@ -3,8 +3,10 @@
 //! Inserts and updates that keep the key are upserts on the key, so applying a change to a row that
 //! already has that state converges instead of failing; UPDATEs that change the key move the row.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::PgTursoError;
-use crate::model::{Cell, RowChange, Table, Value};
+use crate::model::{Cell, RowChange, SqlType, Table, Value};
 
 /// One SQL statement with its positional arguments.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +70,120 @@ pub fn create_table(table: &Table) -> Stmt {
         ),
         vec![],
     )
+}
+
+/// What Turso has for a table, as pgturso last created or altered it (kept in `_pgturso_schema`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownTable {
+    pub turso_name: String,
+    /// Attribute numbers of the key.
+    pub key: Vec<i16>,
+    /// (attnum, name, declared type) in PostgreSQL order.
+    pub columns: Vec<(i16, String, String)>,
+}
+
+impl KnownTable {
+    pub fn of(table: &Table) -> KnownTable {
+        KnownTable {
+            turso_name: table.turso_name.clone(),
+            key: table.key.iter().map(|&i| table.columns[i].attnum).collect(),
+            columns: table
+                .columns
+                .iter()
+                .map(|c| (c.attnum, c.name.clone(), c.sql_type.as_sql().to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// The statements that turn the Turso table `known` into the shape of `table`: RENAME TABLE,
+/// DROP COLUMN, RENAME COLUMN (through temporary names, so swaps work) and ADD COLUMN (with
+/// existing rows set to the column's default). Key and type changes cannot be followed.
+pub fn alter_table(known: &KnownTable, table: &Table) -> Result<Vec<Stmt>, PgTursoError> {
+    let cannot = |what: String| PgTursoError::SchemaChange {
+        table: table.display_name(),
+        what,
+    };
+    let wanted = KnownTable::of(table);
+    if wanted.key != known.key {
+        return Err(cannot("its primary key or replica identity changed".into()));
+    }
+    let mut out = Vec::new();
+    let name = quote_ident(&table.turso_name);
+    if known.turso_name != table.turso_name {
+        out.push(Stmt::new(
+            format!(
+                "ALTER TABLE {} RENAME TO {name}",
+                quote_ident(&known.turso_name)
+            ),
+            vec![],
+        ));
+    }
+    let old = |attnum: i16| known.columns.iter().find(|c| c.0 == attnum);
+    for (attnum, col, _) in &known.columns {
+        if !table.columns.iter().any(|c| c.attnum == *attnum) {
+            out.push(Stmt::new(
+                format!("ALTER TABLE {name} DROP COLUMN {}", quote_ident(col)),
+                vec![],
+            ));
+        }
+    }
+    let renamed: Vec<(&String, &String, i16)> = table
+        .columns
+        .iter()
+        .filter_map(|c| {
+            old(c.attnum)
+                .filter(|o| o.1 != c.name)
+                .map(|o| (&o.1, &c.name, c.attnum))
+        })
+        .collect();
+    let tmp = |attnum: i16| quote_ident(&format!("_pgturso_renaming_{attnum}"));
+    for (from, _, attnum) in &renamed {
+        out.push(Stmt::new(
+            format!(
+                "ALTER TABLE {name} RENAME COLUMN {} TO {}",
+                quote_ident(from),
+                tmp(*attnum)
+            ),
+            vec![],
+        ));
+    }
+    for (_, to, attnum) in &renamed {
+        out.push(Stmt::new(
+            format!(
+                "ALTER TABLE {name} RENAME COLUMN {} TO {}",
+                tmp(*attnum),
+                quote_ident(to)
+            ),
+            vec![],
+        ));
+    }
+    for c in &table.columns {
+        match old(c.attnum) {
+            Some((_, _, ty)) if SqlType::from_sql(ty) != Some(c.sql_type) => {
+                return Err(cannot(format!(
+                    "column \"{}\" changed from {ty} to {}",
+                    c.name,
+                    c.sql_type.as_sql()
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let col = quote_ident(&c.name);
+                out.push(Stmt::new(
+                    format!(
+                        "ALTER TABLE {name} ADD COLUMN {col} {}",
+                        c.sql_type.as_sql()
+                    ),
+                    vec![],
+                ));
+                if let Some(v) = c.missing.clone().filter(|v| *v != Value::Null) {
+                    out.push(Stmt::new(format!("UPDATE {name} SET {col} = ?"), vec![v]));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// TRUNCATE empties the Turso table.
@@ -324,11 +440,14 @@ mod tests {
             name: name.into(),
             sql_type: t,
             not_null: nn,
+            attnum: 0,
+            missing: None,
         }
     }
 
     fn table(key: Vec<usize>, full: bool) -> Table {
         Table {
+            source: "1.1".into(),
             pg_schema: "public".into(),
             pg_name: "t".into(),
             turso_name: "t".into(),
@@ -474,6 +593,59 @@ mod tests {
             "DELETE FROM \"t\" WHERE (\"id\", \"v\") IN (VALUES (?, ?), (?, ?))"
         );
         assert_eq!(d.args.len(), 4);
+    }
+
+    fn known_and_table() -> (KnownTable, Table) {
+        let mut t = table(vec![0], false);
+        for (i, c) in t.columns.iter_mut().enumerate() {
+            c.attnum = i as i16 + 1;
+        }
+        (KnownTable::of(&t), t)
+    }
+
+    #[test]
+    fn alter_follows_renames_drops_and_adds() {
+        let (known, mut t) = known_and_table();
+        assert!(alter_table(&known, &t).unwrap().is_empty());
+        t.turso_name = "t2".into();
+        t.columns.swap(1, 2); // keep attnums, swap names below
+        t.columns[1].name = "v".into(); // attnum 3 was "we\"ird"
+        t.columns[2].name = "we\"ird".into(); // attnum 2 was "v"
+        t.columns.retain(|c| c.attnum != 3);
+        t.columns.push(Column {
+            name: "added".into(),
+            sql_type: SqlType::Integer,
+            not_null: false,
+            attnum: 4,
+            missing: Some(Value::Integer(7)),
+        });
+        let sqls: Vec<String> = alter_table(&known, &t)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.sql)
+            .collect();
+        assert_eq!(
+            sqls,
+            [
+                "ALTER TABLE \"t\" RENAME TO \"t2\"",
+                "ALTER TABLE \"t2\" DROP COLUMN \"we\"\"ird\"",
+                "ALTER TABLE \"t2\" RENAME COLUMN \"v\" TO \"_pgturso_renaming_2\"",
+                "ALTER TABLE \"t2\" RENAME COLUMN \"_pgturso_renaming_2\" TO \"we\"\"ird\"",
+                "ALTER TABLE \"t2\" ADD COLUMN \"added\" INTEGER",
+                "UPDATE \"t2\" SET \"added\" = ?",
+            ]
+        );
+    }
+
+    #[test]
+    fn alter_refuses_type_and_key_changes() {
+        let (known, mut t) = known_and_table();
+        t.columns[1].sql_type = SqlType::Integer;
+        let e = alter_table(&known, &t).unwrap_err().to_string();
+        assert!(e.contains("changed from TEXT to INTEGER"), "{e}");
+        let (known, mut t) = known_and_table();
+        t.key = vec![1];
+        assert!(alter_table(&known, &t).is_err());
     }
 
     #[test]

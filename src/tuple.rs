@@ -26,6 +26,14 @@ struct ColumnReader {
     array: bool,
 }
 
+/// PostgreSQL's `AttrMissing` (tupdesc_details.h), opaque in the bindings: whether a column added
+/// with a default has a value for rows written before, and that value.
+#[repr(C)]
+struct AttrMissing {
+    am_present: bool,
+    am_value: pg_sys::Datum,
+}
+
 /// A replicated relation: its Turso shape and how to read its tuples.
 pub struct RelInfo {
     pub table: Table,
@@ -116,18 +124,32 @@ unsafe fn describe(rel: pg_sys::Relation) -> Result<RelInfo, PgTursoError> {
             let mut varlena = false;
             pg_sys::getTypeOutputInfo(att.atttypid, &mut output_fn, &mut varlena);
             by_attnum[i + 1] = Some(columns.len());
-            columns.push(Column {
-                name: name_str(&att.attname),
-                sql_type: sql_type(base),
-                not_null: att.attnotnull,
-            });
-            readers.push(ColumnReader {
+            let reader = ColumnReader {
                 att: i,
                 base_type: base,
                 output_fn,
                 varlena: att.attlen == -1,
                 array: att.attlen == -1 && pg_sys::get_element_type(base) != pg_sys::InvalidOid,
+            };
+            let constr = (*tupdesc).constr;
+            let missing = if att.atthasmissing && !constr.is_null() && !(*constr).missing.is_null()
+            {
+                let m = &*((*constr).missing as *const AttrMissing).add(i);
+                match m.am_present.then(|| read(&reader, m.am_value)) {
+                    Some(Ok(Cell::Value(v))) => Some(v),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            columns.push(Column {
+                name: name_str(&att.attname),
+                sql_type: sql_type(base),
+                not_null: att.attnotnull,
+                attnum: att.attnum,
+                missing,
             });
+            readers.push(reader);
         }
         let replident = (*class).relreplident as u8;
         // Fills rd_pkindex and rd_replidindex.
@@ -151,6 +173,11 @@ unsafe fn describe(rel: pg_sys::Relation) -> Result<RelInfo, PgTursoError> {
         };
         Ok(RelInfo {
             table: Table {
+                source: format!(
+                    "{}.{}",
+                    pg_sys::MyDatabaseId.to_u32(),
+                    (*rel).rd_id.to_u32()
+                ),
                 turso_name: Table::turso_name_for(&pg_schema, &pg_name),
                 pg_schema,
                 pg_name,
@@ -239,6 +266,12 @@ pub unsafe fn cells(
         let mut values = vec![pg_sys::Datum::from(0); natts];
         let mut nulls = vec![true; natts];
         pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        // A tuple written before an ADD COLUMN has fewer attributes: the others have the
+        // column's "missing" value (its default at the time), as heap_getattr returns.
+        let stored = ((*(*tuple).t_data).t_infomask2 as u32 & pg_sys::HEAP_NATTS_MASK) as usize;
+        for att in stored..natts {
+            values[att] = pg_sys::getmissingattr(tupdesc, att as i32 + 1, &mut nulls[att]);
+        }
         info.readers
             .iter()
             .zip(&info.table.columns)

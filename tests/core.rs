@@ -369,10 +369,11 @@ fn sqld_killed_mid_call_then_rerun_gives_exact_mirror() {
     let (mut c, slot) = setup("killed");
     keyless_workload(&mut c, 10);
     let before = confirmed_lsn(&mut c, &slot);
-    // Request 0 reads progress, 1.. are transactions: kill sqld for real before the 5th one.
+    // Request 0 reads progress, 1 the table shapes, 2.. are transactions: kill sqld for real
+    // before the 5th transaction.
     let pid = sqld.pid().unwrap();
     let proxy = Proxy::start(sqld.port, move |n| {
-        if n == 5 {
+        if n == 6 {
             let _ = std::process::Command::new("kill")
                 .args(["-9", &pid.to_string()])
                 .status();
@@ -415,9 +416,10 @@ fn response_lost_after_commit_is_not_applied_twice() {
     let sqld = Sqld::start("lost", false);
     let (mut c, slot) = setup("lost");
     keyless_workload(&mut c, 5);
-    // The 3rd transaction (request 3) commits in sqld, but its response never comes back.
+    // The 3rd transaction (request 4: after the progress and schema reads) commits in sqld,
+    // but its response never comes back.
     let proxy = Proxy::start(sqld.port, |n| {
-        if n == 3 {
+        if n == 4 {
             Action::ForwardThenDrop
         } else {
             Action::Forward

@@ -240,3 +240,93 @@ fn unchanged_toast_values_stay_as_they_are() {
         vec![vec![json!("z"), json!(9000)]]
     );
 }
+
+/// The Turso table's columns and rows, compared with PostgreSQL's (values as text).
+fn assert_same_table(c: &mut postgres::Client, sqld: &Sqld, pg_table: &str, turso_table: &str) {
+    let pg_cols: Vec<String> = pg_rows(
+        c,
+        &format!(
+            "SELECT attname FROM pg_attribute WHERE attrelid = '{pg_table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        ),
+    )
+    .into_iter()
+    .map(|r| r[0].clone().unwrap())
+    .collect();
+    let turso_cols: Vec<String> = sqld
+        .query(&format!(
+            "SELECT name FROM pragma_table_info('{turso_table}') ORDER BY cid"
+        ))
+        .into_iter()
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(turso_cols, pg_cols, "columns of {turso_table}");
+    let list = pg_cols
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pg_side = pg_rows(c, &format!("SELECT {list} FROM {pg_table} ORDER BY 1"));
+    let turso: Vec<Vec<Option<String>>> = sqld
+        .query(&format!("SELECT {list} FROM \"{turso_table}\" ORDER BY 1"))
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|v| match v {
+                    Json::Null => None,
+                    Json::String(s) => Some(s),
+                    other => Some(other.to_string()),
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(turso, pg_side, "rows of {turso_table}");
+}
+
+#[test]
+fn schema_changes_follow_in_the_same_turso_transaction() {
+    let sqld = Sqld::start("schema", false);
+    let (mut c, slot) = setup("schema");
+    let url = sqld.url();
+    let mut sync = |c: &mut postgres::Client| get_changes(c, &slot, &[("url", url.as_str())]);
+    c.batch_execute("CREATE TABLE t(id int PRIMARY KEY, a text, b int); INSERT INTO t VALUES (1, 'one', 1), (2, 'two', 2)").unwrap();
+    sync(&mut c).unwrap();
+    // ADD COLUMN with and without default: existing Turso rows get the default.
+    c.batch_execute("ALTER TABLE t ADD COLUMN c int DEFAULT 5; ALTER TABLE t ADD COLUMN d text; INSERT INTO t VALUES (3, 'three', 3, 33, 'dd')").unwrap();
+    sync(&mut c).unwrap();
+    assert_same_table(&mut c, &sqld, "t", "t");
+    assert_eq!(
+        sqld.query("SELECT c FROM t WHERE id = 1"),
+        vec![vec![json!(5)]]
+    );
+    // RENAME COLUMN keeps the data; DROP COLUMN removes it; a swap of names works.
+    c.batch_execute("ALTER TABLE t RENAME COLUMN a TO a2; ALTER TABLE t DROP COLUMN b; UPDATE t SET c = 6 WHERE id = 2").unwrap();
+    sync(&mut c).unwrap();
+    assert_same_table(&mut c, &sqld, "t", "t");
+    c.batch_execute("ALTER TABLE t RENAME COLUMN a2 TO x; ALTER TABLE t RENAME COLUMN d TO a2; ALTER TABLE t RENAME COLUMN x TO d; INSERT INTO t VALUES (4, 'four', 44, 'a2 value')").unwrap();
+    sync(&mut c).unwrap();
+    assert_same_table(&mut c, &sqld, "t", "t");
+    // RENAME TABLE renames the Turso table, rows included.
+    c.batch_execute(
+        "ALTER TABLE t RENAME TO t_renamed; INSERT INTO t_renamed VALUES (5, 'five', 55, 'x')",
+    )
+    .unwrap();
+    sync(&mut c).unwrap();
+    assert!(!sqld.table_exists("t"));
+    assert_same_table(&mut c, &sqld, "t_renamed", "t_renamed");
+    // DDL between DML in one transaction.
+    c.batch_execute("BEGIN; INSERT INTO t_renamed VALUES (6, 'six', 66, 'y'); ALTER TABLE t_renamed ADD COLUMN e text; INSERT INTO t_renamed VALUES (7, 'seven', 77, 'z', 'ee'); COMMIT").unwrap();
+    let out = sync(&mut c).unwrap();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_same_table(&mut c, &sqld, "t_renamed", "t_renamed");
+    // A type change SQLite cannot follow: a clear error, the slot stays.
+    c.batch_execute("ALTER TABLE t_renamed ALTER COLUMN c TYPE text; UPDATE t_renamed SET c = 'text now' WHERE id = 1").unwrap();
+    let err = sync(&mut c).unwrap_err();
+    let (code, msg, _, hint) = common::db_error(&err);
+    assert_eq!(code, "0A000", "{msg}");
+    assert!(
+        msg.contains("cannot follow the schema change of table \"public.t_renamed\"")
+            && msg.contains("INTEGER to TEXT"),
+        "{msg}"
+    );
+    assert!(hint.contains("_pgturso_schema"), "{hint}");
+}

@@ -123,6 +123,7 @@ impl Transport for &mut Fake {
 
 fn table() -> Table {
     Table {
+        source: "1.1".into(),
         pg_schema: "public".into(),
         pg_name: "t".into(),
         turso_name: "t".into(),
@@ -131,11 +132,15 @@ fn table() -> Table {
                 name: "id".into(),
                 sql_type: SqlType::Integer,
                 not_null: true,
+                attnum: 1,
+                missing: None,
             },
             Column {
                 name: "v".into(),
                 sql_type: SqlType::Text,
                 not_null: false,
+                attnum: 2,
+                missing: None,
             },
         ],
         key: vec![0],
@@ -153,11 +158,43 @@ fn insert(id: i64) -> RowChange {
     }
 }
 
+/// The transaction (batch) requests, in order, without the progress and schema reads.
+fn txns(fake: &Fake) -> Vec<(Option<String>, Json)> {
+    fake.requests
+        .iter()
+        .filter(|(_, b)| is_batch(b))
+        .cloned()
+        .collect()
+}
+
+/// The steps of a batch, schema bookkeeping left out.
+fn steps(req: &Json) -> Vec<Json> {
+    req["requests"][0]["batch"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            !s["stmt"]["sql"]
+                .as_str()
+                .unwrap()
+                .contains("_pgturso_schema")
+        })
+        .cloned()
+        .collect()
+}
+
+/// Statements of a batch: first two words, schema bookkeeping left out.
 fn step_sqls(req: &Json) -> Vec<String> {
     req["requests"][0]["batch"]["steps"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|s| {
+            !s["stmt"]["sql"]
+                .as_str()
+                .unwrap()
+                .contains("_pgturso_schema")
+        })
         .map(|s| {
             s["stmt"]["sql"]
                 .as_str()
@@ -182,10 +219,11 @@ fn one_transaction_is_one_atomic_request_with_progress() {
     drop(r);
     assert_eq!(
         fake.requests.len(),
-        2,
-        "progress read + one transaction request"
+        3,
+        "progress read + schema read + one transaction request"
     );
-    let (_, txn) = &fake.requests[1];
+    let all = txns(&fake);
+    let (_, txn) = &all[0];
     assert_eq!(txn["baton"], Json::Null);
     assert_eq!(
         step_sqls(txn),
@@ -198,7 +236,7 @@ fn one_transaction_is_one_atomic_request_with_progress() {
             "ROLLBACK"
         ]
     );
-    let rows = &txn["requests"][0]["batch"]["steps"][2]["stmt"];
+    let rows = &steps(txn)[2]["stmt"];
     assert!(
         rows["sql"]
             .as_str()
@@ -207,7 +245,7 @@ fn one_transaction_is_one_atomic_request_with_progress() {
         "two rows, one statement"
     );
     assert_eq!(rows["args"].as_array().unwrap().len(), 4);
-    let progress = &txn["requests"][0]["batch"]["steps"][3]["stmt"];
+    let progress = &steps(txn)[3]["stmt"];
     assert!(progress["sql"]
         .as_str()
         .unwrap()
@@ -230,7 +268,7 @@ fn table_is_created_once_per_session() {
     }
     drop(r);
     assert_eq!(
-        step_sqls(&fake.requests[2].1),
+        step_sqls(&txns(&fake)[1].1),
         ["BEGIN", "INSERT INTO", "INSERT INTO", "COMMIT", "ROLLBACK"]
     );
 }
@@ -251,8 +289,8 @@ fn transactions_at_or_below_progress_are_skipped() {
     drop(r);
     assert_eq!(
         fake.requests.len(),
-        2,
-        "one progress read, then only the new transaction"
+        3,
+        "one progress read, one schema read, then only the new transaction"
     );
 }
 
@@ -273,7 +311,7 @@ fn large_transactions_span_requests_on_one_stream() {
         ..Default::default()
     };
     let limits = Limits {
-        max_records: 2,
+        max_records: 3,
         max_bytes: 1 << 20,
         ..Limits::default()
     };
@@ -284,7 +322,7 @@ fn large_transactions_span_requests_on_one_stream() {
     }
     r.commit().unwrap();
     drop(r);
-    let txn: Vec<_> = fake.requests[1..].iter().collect();
+    let txn = txns(&fake);
     assert_eq!(txn.len(), 3);
     assert_eq!(txn[0].1["baton"], Json::Null);
     assert_eq!(
@@ -343,6 +381,7 @@ fn grouping_keeps_the_order_of_changes() {
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     let mut other = table();
     other.turso_name = "u".into();
+    other.source = "1.2".into();
     let delete = |id| RowChange::Delete {
         old: Some(vec![
             Cell::Value(Value::Integer(id)),
@@ -360,10 +399,7 @@ fn grouping_keeps_the_order_of_changes() {
         Some("COMMIT 0/100: 7 changes")
     );
     drop(r);
-    let steps = fake.requests[1].1["requests"][0]["batch"]["steps"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let steps = steps(&txns(&fake)[0].1);
     let sqls: Vec<&str> = steps
         .iter()
         .map(|s| s["stmt"]["sql"].as_str().unwrap())
@@ -395,10 +431,7 @@ fn statements_stay_under_the_parameter_limit() {
     }
     r.commit().unwrap();
     drop(r);
-    let steps = fake.requests[1].1["requests"][0]["batch"]["steps"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let steps = steps(&txns(&fake)[0].1);
     let inserts: Vec<usize> = steps
         .iter()
         .filter(|s| {
@@ -428,8 +461,8 @@ fn untracked_transactions_record_no_progress() {
     r.change(&table(), &insert(1)).unwrap();
     assert!(r.commit().unwrap().is_some());
     drop(r);
-    assert_eq!(fake.requests.len(), 1, "no progress read");
-    let sqls = step_sqls(&fake.requests[0].1);
+    assert_eq!(fake.requests.len(), 2, "a schema read, no progress read");
+    let sqls = step_sqls(&txns(&fake)[0].1);
     assert_eq!(
         sqls,
         [
@@ -465,8 +498,8 @@ fn a_lost_commit_response_is_resolved_from_progress_not_resent() {
     );
     assert_eq!(
         fake.requests.len(),
-        3,
-        "progress read, transaction, progress re-read"
+        4,
+        "progress read, schema read, transaction, progress re-read"
     );
     assert_eq!(fake.pauses, 1);
 }
