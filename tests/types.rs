@@ -287,7 +287,7 @@ fn schema_changes_follow_in_the_same_turso_transaction() {
     let sqld = Sqld::start("schema", false);
     let (mut c, slot) = setup("schema");
     let url = sqld.url();
-    let mut sync = |c: &mut postgres::Client| get_changes(c, &slot, &[("url", url.as_str())]);
+    let sync = |c: &mut postgres::Client| get_changes(c, &slot, &[("url", url.as_str())]);
     c.batch_execute("CREATE TABLE t(id int PRIMARY KEY, a text, b int); INSERT INTO t VALUES (1, 'one', 1), (2, 'two', 2)").unwrap();
     sync(&mut c).unwrap();
     // ADD COLUMN with and without default: existing Turso rows get the default.
