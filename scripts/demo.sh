@@ -27,3 +27,38 @@ SQL
 echo
 echo "-- table t in Turso ($SQLD_URL):"
 turso_query 'SELECT id, v, v1, v2 FROM t ORDER BY id'
+
+echo
+echo "-- the SQL API: schedule a materialized view every 5 seconds with pg_cron"
+cat <<SHOW
+CREATE TABLE IF NOT EXISTS t(id int PRIMARY KEY, v int, v1 text, v2 text);
+CREATE MATERIALIZED VIEW testview AS SELECT id, v2 FROM t WHERE id <= 46;
+CREATE OR REPLACE FUNCTION turso_token() RETURNS text LANGUAGE SQL AS \$\$ SELECT '<token>'; \$\$;
+CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE SQL AS \$\$ SELECT '$SQLD_URL'; \$\$;
+CREATE EXTENSION pgturso;
+SELECT turso_schedule_mv_replication('testview', '5 seconds');
+SHOW
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -v url="$SQLD_URL" -v token="$TURSO_TOKEN" <<'SQL'
+CREATE TABLE IF NOT EXISTS t(id int PRIMARY KEY, v int, v1 text, v2 text);
+CREATE MATERIALIZED VIEW testview AS SELECT id, v2 FROM t WHERE id <= 46;
+SELECT format('CREATE OR REPLACE FUNCTION turso_token() RETURNS text LANGUAGE SQL AS $f$ SELECT %L; $f$', :'token') \gexec
+SELECT format('CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE SQL AS $f$ SELECT %L; $f$', :'url') \gexec
+CREATE EXTENSION pgturso;
+SELECT turso_schedule_mv_replication('testview', '5 seconds') AS cron_job_id;
+SQL
+echo "-- testview in Turso right after scheduling (initial copy):"
+turso_query 'SELECT id, v2 FROM testview ORDER BY id'
+echo
+echo "-- now change the source table and let the job run by itself:"
+echo "INSERT INTO t VALUES (1, 'one', 'new', 1); UPDATE t SET v2 = 99 WHERE id = 45;"
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "INSERT INTO t VALUES (1, 'one', 'new', 1); UPDATE t SET v2 = 99 WHERE id = 45;"
+deadline=$((SECONDS + 90))
+until turso_query 'SELECT count(*) FROM testview WHERE id = 1' | tail -1 | grep -qx 1; do
+  if [ $SECONDS -ge $deadline ]; then echo "the scheduled job did not run within 90 s" >&2; exit 1; fi
+  sleep 2
+done
+echo "-- testview in Turso, replicated by the pg_cron job (no manual call):"
+turso_query 'SELECT id, v2 FROM testview ORDER BY id'
+echo
+echo "-- turso_replication_status:"
+psql -X -d postgres -c "SELECT name, kind, schedule, active, last_status, last_rows, last_run FROM turso_replication_status"
