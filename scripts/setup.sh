@@ -14,7 +14,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 say() { printf '==> %s\n' "$*" >&2; }
 
 # 1. Debian packages
-PKGS="postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang sudo openssl"
+PKGS="postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang sudo openssl socat"
 missing=""
 # npm only when there is none (a NodeSource node brings its own and conflicts with Debian's)
 command -v npm >/dev/null || missing=" npm"

@@ -54,6 +54,7 @@ mod pgturso {
         let info = tuple::rel_info_by_oid(rel).unwrap_or_else(|e| fail(e));
         let transport = HttpTransport::new(
             options.base_url.clone(),
+            None,
             options.token.as_deref(),
             Duration::from_millis(crate::options::DEFAULT_TIMEOUT_MS),
             check_interrupts,

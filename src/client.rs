@@ -3,7 +3,7 @@
 //! errors sorted into retryable and permanent. No pgrx here: the interrupt check is passed in.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use pgrx::PgSqlErrorCode;
@@ -31,6 +31,8 @@ pub enum ClientError {
     Http { status: u16, body: String },
     #[error("invalid response from Turso: {0}")]
     Protocol(String),
+    #[error("could not set up TLS: {0}")]
+    Tls(String),
     #[error("Turso stream error: {message}")]
     Stream {
         message: String,
@@ -64,6 +66,7 @@ impl ClientError {
             ClientError::Http { .. } | ClientError::Stream { .. } => ERRCODE_CONNECTION_FAILURE,
             ClientError::Auth { .. } => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
             ClientError::Protocol(_) => ERRCODE_PROTOCOL_VIOLATION,
+            ClientError::Tls(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             ClientError::Statement { .. } => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
         }
     }
@@ -82,6 +85,9 @@ impl ClientError {
             }
             ClientError::Protocol(_) => {
                 "Check that the \"url\" option points at a Turso (sqld) server.".into()
+            }
+            ClientError::Tls(_) => {
+                "The \"ca_file\" option must name a readable PEM file of CA certificates.".into()
             }
             ClientError::Statement { .. } => {
                 "Check that the Turso table matches the PostgreSQL table, then re-run the decoding call.".into()
@@ -108,7 +114,8 @@ pub fn pipeline_url(base: &str) -> String {
 }
 
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+/// Keep-alive clients of this backend, one per CA file (usually just one).
+static CLIENTS: Mutex<Vec<(Option<String>, reqwest::Client)>> = Mutex::new(Vec::new());
 
 fn runtime() -> Result<&'static tokio::runtime::Runtime, ClientError> {
     if let Some(rt) = RUNTIME.get() {
@@ -122,16 +129,27 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, ClientError> {
     Ok(RUNTIME.get_or_init(|| rt))
 }
 
-fn http_client() -> Result<&'static reqwest::Client, ClientError> {
-    if let Some(c) = CLIENT.get() {
-        return Ok(c);
+/// The backend's client for `ca_file`: system roots, plus the certificates of `ca_file` if given.
+fn http_client(ca_file: Option<&str>) -> Result<reqwest::Client, ClientError> {
+    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, c)) = clients.iter().find(|(f, _)| f.as_deref() == ca_file) {
+        return Ok(c.clone());
     }
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(Duration::from_secs(60));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| ClientError::Tls(format!("could not read CA file \"{path}\": {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| ClientError::Tls(format!("no certificate in CA file \"{path}\": {e}")))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    let client = builder
         .build()
-        .map_err(|e| ClientError::Protocol(format!("could not build the HTTP client: {e}")))?;
-    Ok(CLIENT.get_or_init(|| client))
+        .map_err(|e| ClientError::Tls(format!("could not build the HTTP client: {e}")))?;
+    clients.push((ca_file.map(str::to_string), client.clone()));
+    Ok(client)
 }
 
 /// Runs `fut` to completion on the backend's runtime, calling `check` between short slices
@@ -152,6 +170,7 @@ pub fn run_blocking<F: Future>(fut: F, check: &mut dyn FnMut()) -> Result<F::Out
 /// The real transport: HTTP POSTs through the shared keep-alive client.
 pub struct HttpTransport {
     base_url: String,
+    ca_file: Option<String>,
     auth_header: Option<String>,
     timeout: Duration,
     check_interrupts: fn(),
@@ -160,12 +179,14 @@ pub struct HttpTransport {
 impl HttpTransport {
     pub fn new(
         base_url: String,
+        ca_file: Option<String>,
         token: Option<&str>,
         timeout: Duration,
         check_interrupts: fn(),
     ) -> Self {
         HttpTransport {
             base_url,
+            ca_file,
             auth_header: token.map(|t| format!("Bearer {t}")),
             timeout,
             check_interrupts,
@@ -208,7 +229,7 @@ impl Transport for HttpTransport {
             .map_err(|e| ClientError::Protocol(format!("could not encode request: {e}")))?;
         // reqwest builds its connector inside the runtime's context.
         let _entered = runtime()?.enter();
-        let client = http_client()?;
+        let client = http_client(self.ca_file.as_deref())?;
         let mut req = client
             .post(&url)
             .timeout(self.timeout)

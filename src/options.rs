@@ -1,5 +1,5 @@
-//! Plugin options (`url`, `auth`, `table_name`, `timeout_ms`, `retry_ms`, `max_request_records`,
-//! `max_request_bytes`) -> a validated [`Options`].
+//! Plugin options (`url`, `auth`, `table_name`, `ca_file`, `timeout_ms`, `retry_ms`,
+//! `max_request_records`, `max_request_bytes`) -> a validated [`Options`].
 //!
 //! `plugin.rs` walks the DefElem list into `(name, value)` pairs; everything here is plain Rust.
 
@@ -32,6 +32,8 @@ pub struct Options {
     /// The token without any `Bearer ` prefix.
     pub token: Option<String>,
     pub table: Option<TableFilter>,
+    /// PEM file of extra CA certificates trusted for `https://` (a self-hosted sqld behind TLS).
+    pub ca_file: Option<String>,
     pub timeout: Duration,
     /// Request size limits; larger transactions span several requests of one Turso transaction.
     pub limits: Limits,
@@ -68,6 +70,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
     let mut url = None;
     let mut token = None;
     let mut table = None;
+    let mut ca_file = None;
     let mut timeout = Duration::from_millis(DEFAULT_TIMEOUT_MS);
     let mut limits = Limits::default();
     for (name, value) in raw {
@@ -80,6 +83,17 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
             "url" => url = Some(parse_url(val.unwrap_or(""))?),
             "auth" => token = parse_token(val.unwrap_or("")),
             "table_name" => table = Some(parse_table(val.unwrap_or(""))?),
+            "ca_file" => {
+                let v = val.unwrap_or("").trim();
+                if v.is_empty() {
+                    return Err(invalid(
+                        name,
+                        v,
+                        "ca_file takes the path of a PEM file of CA certificates.",
+                    ));
+                }
+                ca_file = Some(v.to_string());
+            }
             "timeout_ms" => {
                 let ms = parse_int(name, val, 1, 3_600_000, "milliseconds")?;
                 timeout = Duration::from_millis(ms as u64);
@@ -111,6 +125,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
         base_url: url.ok_or(PgTursoError::MissingUrl)?,
         token,
         table,
+        ca_file,
         timeout,
         limits,
     })
@@ -343,6 +358,18 @@ mod tests {
         assert_eq!(t("1500").unwrap().timeout, Duration::from_millis(1500));
         assert!(t("0").is_err());
         assert!(t("abc").is_err());
+    }
+
+    #[test]
+    fn ca_file_option() {
+        let o = opts(&[
+            ("url", Some("https://h/")),
+            ("ca_file", Some("/etc/ca.pem")),
+        ])
+        .unwrap();
+        assert_eq!(o.ca_file.as_deref(), Some("/etc/ca.pem"));
+        assert!(opts(&[("url", Some("https://h/")), ("ca_file", Some(" "))]).is_err());
+        assert_eq!(opts(&[("url", Some("https://h/"))]).unwrap().ca_file, None);
     }
 
     #[test]

@@ -128,6 +128,7 @@ unsafe extern "C-unwind" fn pgturso_startup(
         let system_id = pg_sys::GetSystemIdentifier().to_string();
         let transport = HttpTransport::new(
             options.base_url.clone(),
+            options.ca_file.clone(),
             options.token.as_deref(),
             options.timeout,
             check_interrupts,
