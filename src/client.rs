@@ -1,6 +1,11 @@
 //! HTTP transport for Hrana pipelines: one tokio runtime and one keep-alive reqwest client per
 //! backend, requests polled in short slices so PostgreSQL interrupts are honoured, and transport
 //! errors sorted into retryable and permanent. No pgrx here: the interrupt check is passed in.
+//!
+//! The runtime has one I/O thread, so a request can travel and be applied by Turso while the
+//! backend decodes the next part of a large transaction ([`Transport::start`]). That thread
+//! blocks every signal (PostgreSQL's handlers stay on the backend's thread) and never calls
+//! into PostgreSQL.
 
 use std::future::Future;
 use std::sync::{Mutex, OnceLock};
@@ -106,6 +111,27 @@ pub trait Transport {
 
     /// Waits before a retry (interruptibly, for the real transport).
     fn pause(&mut self, duration: Duration);
+
+    /// Starts sending `request` and returns at once; [`Transport::finish`] waits for the answer.
+    fn start(&mut self, base_url: Option<&str>, request: &PipelineRequest) -> InFlight {
+        InFlight::Done(self.pipeline(base_url, request))
+    }
+
+    /// The answer of a request begun with [`Transport::start`].
+    fn finish(&mut self, in_flight: InFlight) -> Result<PipelineResponse, ClientError> {
+        match in_flight {
+            InFlight::Done(r) => r,
+            InFlight::Running(_) => Err(ClientError::Protocol(
+                "this transport cannot run requests in the background".into(),
+            )),
+        }
+    }
+}
+
+/// A request that is travelling, or its outcome.
+pub enum InFlight {
+    Done(Result<PipelineResponse, ClientError>),
+    Running(tokio::task::JoinHandle<Result<PipelineResponse, ClientError>>),
 }
 
 /// The pipeline endpoint for a server base URL.
@@ -117,11 +143,24 @@ static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 /// Keep-alive clients of this backend, one per CA file (usually just one).
 static CLIENTS: Mutex<Vec<(Option<String>, reqwest::Client)>> = Mutex::new(Vec::new());
 
+/// Keeps PostgreSQL's signals (cancel, terminate, latch wake-ups) on the backend's own thread.
+fn block_signals() {
+    // SAFETY: plain libc calls on a local, zero-initialised signal set for the calling thread.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
 fn runtime() -> Result<&'static tokio::runtime::Runtime, ClientError> {
     if let Some(rt) = RUNTIME.get() {
         return Ok(rt);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("pgturso-io")
+        .on_thread_start(block_signals)
         .enable_io()
         .enable_time()
         .build()
@@ -218,12 +257,16 @@ fn quote_body(body: &[u8]) -> String {
     }
 }
 
-impl Transport for HttpTransport {
-    fn pipeline(
-        &mut self,
+impl HttpTransport {
+    /// The request as a future that owns everything it needs (so it can run on the I/O thread).
+    fn request(
+        &self,
         base_url: Option<&str>,
         request: &PipelineRequest,
-    ) -> Result<PipelineResponse, ClientError> {
+    ) -> Result<
+        impl Future<Output = Result<PipelineResponse, ClientError>> + Send + 'static,
+        ClientError,
+    > {
         let url = pipeline_url(base_url.unwrap_or(&self.base_url));
         let body = serde_json::to_vec(request)
             .map_err(|e| ClientError::Protocol(format!("could not encode request: {e}")))?;
@@ -239,54 +282,91 @@ impl Transport for HttpTransport {
             req = req.header("authorization", h);
         }
         let timeout_ms = self.timeout.as_millis() as u64;
-        let fut = async move {
-            let resp = req.send().await?;
-            let status = resp.status().as_u16();
-            let bytes = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, bytes))
-        };
-        let check = self.check_interrupts;
-        let (status, bytes) = run_blocking(fut, &mut || check())?.map_err(|e| {
-            if e.is_connect() {
-                ClientError::Connect {
-                    url: url.clone(),
-                    detail: describe(e),
+        Ok(async move {
+            let sent = async {
+                let resp = req.send().await?;
+                let status = resp.status().as_u16();
+                let bytes = resp.bytes().await?;
+                Ok::<_, reqwest::Error>((status, bytes))
+            };
+            let (status, bytes) = sent.await.map_err(|e| {
+                if e.is_connect() {
+                    ClientError::Connect {
+                        url: url.clone(),
+                        detail: describe(e),
+                    }
+                } else if e.is_timeout() {
+                    ClientError::Timeout {
+                        url: url.clone(),
+                        ms: timeout_ms,
+                    }
+                } else {
+                    ClientError::Network {
+                        url: url.clone(),
+                        detail: describe(e),
+                    }
                 }
-            } else if e.is_timeout() {
-                ClientError::Timeout {
-                    url: url.clone(),
-                    ms: timeout_ms,
-                }
-            } else {
-                ClientError::Network {
-                    url: url.clone(),
-                    detail: describe(e),
-                }
+            })?;
+            match status {
+                200..=299 => serde_json::from_slice(&bytes).map_err(|e| {
+                    ClientError::Protocol(format!(
+                        "{e} in response body \"{}\"",
+                        quote_body(&bytes)
+                    ))
+                }),
+                401 | 403 => Err(ClientError::Auth {
+                    status,
+                    body: quote_body(&bytes),
+                }),
+                _ => Err(ClientError::Http {
+                    status,
+                    body: quote_body(&bytes),
+                }),
             }
-        })?;
-        match status {
-            200..=299 => serde_json::from_slice(&bytes).map_err(|e| {
-                ClientError::Protocol(format!("{e} in response body \"{}\"", quote_body(&bytes)))
-            }),
-            401 | 403 => Err(ClientError::Auth {
-                status,
-                body: quote_body(&bytes),
-            }),
-            _ => Err(ClientError::Http {
-                status,
-                body: quote_body(&bytes),
-            }),
-        }
+        })
+    }
+}
+
+impl Transport for HttpTransport {
+    fn pipeline(
+        &mut self,
+        base_url: Option<&str>,
+        request: &PipelineRequest,
+    ) -> Result<PipelineResponse, ClientError> {
+        let fut = self.request(base_url, request)?;
+        let check = self.check_interrupts;
+        run_blocking(fut, &mut || check())?
     }
 
     fn pause(&mut self, duration: Duration) {
         let check = self.check_interrupts;
-        // The runtime only fails to start if it never started, and then no request was sent.
-        // The timer is created when first polled, inside the runtime.
         let _ = run_blocking(
             async move { tokio::time::sleep(duration).await },
             &mut || check(),
         );
+    }
+
+    fn start(&mut self, base_url: Option<&str>, request: &PipelineRequest) -> InFlight {
+        match (self.request(base_url, request), runtime()) {
+            (Ok(fut), Ok(rt)) => InFlight::Running(rt.spawn(fut)),
+            (Err(e), _) | (_, Err(e)) => InFlight::Done(Err(e)),
+        }
+    }
+
+    fn finish(&mut self, in_flight: InFlight) -> Result<PipelineResponse, ClientError> {
+        match in_flight {
+            InFlight::Done(r) => r,
+            InFlight::Running(handle) => {
+                let check = self.check_interrupts;
+                // If `check` raises (a cancel), the handle is dropped and the request abandoned:
+                // it carries no COMMIT, so Turso rolls its stream back when it expires.
+                run_blocking(handle, &mut || check())?.unwrap_or_else(|e| {
+                    Err(ClientError::Protocol(format!(
+                        "the request task failed: {e}"
+                    )))
+                })
+            }
+        }
     }
 }
 

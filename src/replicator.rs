@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
-use crate::client::{ClientError, Transport};
+use crate::client::{ClientError, InFlight, Transport};
 use crate::error::PgTursoError;
 use crate::hrana::{
     self, BatchPart, PipelineRequest, PipelineResponse, StreamRequest, StreamResponse, StreamResult,
@@ -83,6 +83,16 @@ impl Group {
     }
 }
 
+/// A request of the transaction that is travelling while the next part is decoded.
+struct Pending {
+    in_flight: InFlight,
+    request: PipelineRequest,
+    layout: hrana::BatchLayout,
+    sqls: Vec<String>,
+    base: Option<String>,
+    standalone: bool,
+}
+
 /// The Turso side of the transaction being decoded.
 struct Txn {
     lsn: u64,
@@ -97,6 +107,8 @@ struct Txn {
     pending_records: usize,
     group: Option<Group>,
     stream: Option<Stream>,
+    /// At most one request in flight; it must be answered before the next one (its baton).
+    pending_request: Option<Pending>,
     /// Tables created or altered by this transaction, remembered only once it commits.
     created: Vec<String>,
     known: Vec<(String, KnownTable)>,
@@ -151,6 +163,7 @@ impl<T: Transport> Replicator<T> {
             pending_records: 0,
             group: None,
             stream: None,
+            pending_request: None,
             created: Vec::new(),
             known: Vec::new(),
         });
@@ -428,8 +441,45 @@ impl<T: Transport> Replicator<T> {
         Ok(())
     }
 
-    /// Sends the pending statements; `commit` adds the progress row and COMMIT and closes the stream.
+    /// Waits for the request in flight, if any, and continues the stream it answered.
+    fn settle(&mut self) -> Result<(), PgTursoError> {
+        let txn = self.txn.as_mut().expect("inside a transaction");
+        let Some(p) = txn.pending_request.take() else {
+            return Ok(());
+        };
+        let (lsn, tracked) = (txn.lsn, txn.tracked);
+        let wrap = |source| wrap_error(tracked, lsn, source);
+        let resp = match self.transport.finish(p.in_flight) {
+            Ok(resp) => resp,
+            // It carries no COMMIT: resending follows the same rules as a first attempt.
+            Err(e) => match self.send(
+                p.base.as_deref(),
+                &p.request,
+                p.standalone,
+                false,
+                lsn,
+                Some(e),
+            ) {
+                Ok(Some(resp)) => resp,
+                Ok(None) => {
+                    unreachable!("a request without COMMIT is never resolved from progress")
+                }
+                Err(e) => return Err(wrap(e)),
+            },
+        };
+        let next = check_batch(resp, &p.layout, &p.sqls, false).map_err(wrap)?;
+        self.txn.as_mut().expect("inside a transaction").stream =
+            next.map(|(baton, base_url)| Stream {
+                baton,
+                base_url: base_url.or(p.base),
+            });
+        Ok(())
+    }
+
+    /// Sends the pending statements; `commit` adds the progress row and COMMIT and closes the
+    /// stream and waits for Turso's answer; otherwise the request travels while decoding goes on.
     fn flush(&mut self, commit: bool) -> Result<(), PgTursoError> {
+        self.settle()?;
         let txn = self.txn.as_mut().expect("inside a transaction");
         let lsn = txn.lsn;
         close_group(txn);
@@ -457,17 +507,23 @@ impl<T: Transport> Replicator<T> {
         let base = stream.as_ref().and_then(|s| s.base_url.clone());
         let standalone = stream.is_none();
         let tracked = txn.tracked;
-        let wrap = |source| {
-            if tracked {
-                PgTursoError::Replication {
-                    lsn: format_lsn(lsn),
-                    source,
-                }
-            } else {
-                PgTursoError::Copy { source }
-            }
-        };
-        let resp = match self.send(base.as_deref(), &req, standalone, commit && tracked, lsn) {
+        if !commit {
+            let in_flight = self.transport.start(base.as_deref(), &req);
+            self.txn
+                .as_mut()
+                .expect("inside a transaction")
+                .pending_request = Some(Pending {
+                in_flight,
+                request: req,
+                layout,
+                sqls,
+                base,
+                standalone,
+            });
+            return Ok(());
+        }
+        let wrap = |source| wrap_error(tracked, lsn, source);
+        let resp = match self.send(base.as_deref(), &req, standalone, tracked, lsn, None) {
             Ok(Some(resp)) => resp,
             // Turso already has this transaction: its response was lost, the commit was not.
             Ok(None) => {
@@ -490,6 +546,7 @@ impl<T: Transport> Replicator<T> {
     /// outcome is unknown only if it stands alone (no open stream), and if it carries this
     /// transaction's COMMIT, only after the progress row shows Turso does not have it.
     /// `Ok(None)` means the progress row shows the transaction was committed already.
+    /// `failed` is the error of a first attempt already made (a request sent in the background).
     fn send(
         &mut self,
         base: Option<&str>,
@@ -497,13 +554,17 @@ impl<T: Transport> Replicator<T> {
         standalone: bool,
         commits_lsn: bool,
         lsn: u64,
+        mut failed: Option<ClientError>,
     ) -> Result<Option<PipelineResponse>, ClientError> {
         let deadline = Instant::now() + self.limits.retry_for;
         let mut attempt = 0;
         loop {
-            let err = match self.transport.pipeline(base, req) {
-                Ok(resp) => return Ok(Some(resp)),
-                Err(e) => e,
+            let err = match failed.take() {
+                Some(e) => e,
+                None => match self.transport.pipeline(base, req) {
+                    Ok(resp) => return Ok(Some(resp)),
+                    Err(e) => e,
+                },
             };
             let not_sent = matches!(err, ClientError::Connect { .. });
             if !err.is_retryable() || !(standalone || not_sent) || Instant::now() >= deadline {
@@ -558,6 +619,18 @@ impl<T: Transport> Replicator<T> {
     /// Number of changes replicated so far in the current transaction.
     pub fn current_changes(&self) -> usize {
         self.txn.as_ref().map_or(0, |t| t.changes)
+    }
+}
+
+/// A transport error of a decoded transaction (named by its LSN) or of a copy.
+fn wrap_error(tracked: bool, lsn: u64, source: ClientError) -> PgTursoError {
+    if tracked {
+        PgTursoError::Replication {
+            lsn: format_lsn(lsn),
+            source,
+        }
+    } else {
+        PgTursoError::Copy { source }
     }
 }
 
