@@ -317,3 +317,41 @@ fn randomized_rounds_of_faults_end_in_an_exact_mirror() {
     eprintln!("randomized faults: {rounds} rounds, {failures} failed calls, 0 mismatches");
     assert!(json!(failures).is_number());
 }
+
+#[test]
+fn statement_timeout_interrupts_a_request_in_flight_mid_transaction() {
+    let sqld = Sqld::start("inflight", false);
+    let (mut c, slot) = setup("inflight");
+    c.batch_execute("INSERT INTO k SELECT g, 'v', g FROM generate_series(1, 3000) g")
+        .unwrap();
+    // Request 0 reads progress, 1 the table shapes; 2.. are the transaction's parts: the
+    // second part hangs while the plugin goes on decoding, and is waited for at the next part.
+    let proxy = Proxy::start(sqld.port, |n| {
+        if n == 3 {
+            Action::Delay(Duration::from_secs(60))
+        } else {
+            Action::Forward
+        }
+    });
+    c.batch_execute("SET statement_timeout = '1500ms'").unwrap();
+    let start = Instant::now();
+    let err = get_changes(
+        &mut c,
+        &slot,
+        &[("url", &proxy.url()), ("max_request_records", "500")],
+    )
+    .unwrap_err();
+    assert_eq!(db_error(&err).0, "57014");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "cancel took {:?}",
+        start.elapsed()
+    );
+    c.batch_execute("RESET statement_timeout").unwrap();
+    assert!(
+        !sqld.table_exists("k"),
+        "nothing of the interrupted transaction is visible"
+    );
+    get_changes(&mut c, &slot, &[("url", &sqld.url())]).unwrap();
+    assert_exact(&mut c, &sqld);
+}
