@@ -5,8 +5,8 @@
 -- time, so they never sit in cron.job, in a job's command or in pg_stat_activity.
 
 CREATE TABLE pgturso.replications (
-    name        text PRIMARY KEY,   -- the relation, schema-qualified
-    relid       oid NOT NULL,
+    relid       oid PRIMARY KEY,    -- the relation (stable across renames)
+    name        text NOT NULL,      -- its schema-qualified name at the last run
     kind        text NOT NULL CHECK (kind IN ('table', 'mv')),
     slot        text,               -- logical replication slot (tables only)
     synced      boolean NOT NULL DEFAULT false,  -- initial copy done
@@ -78,8 +78,9 @@ LANGUAGE sql AS $$
     INSERT INTO pgturso.replications AS r (name, relid, kind, slot, synced, last_run, last_status, last_error, last_rows)
     VALUES (pgturso._qualified(rel), rel, kind,
             CASE WHEN kind = 'table' THEN pgturso._slot_name(rel) END, true, now(), 'ok', NULL, rows)
-    ON CONFLICT (name) DO UPDATE
-        SET synced = true, last_run = now(), last_status = 'ok', last_error = NULL, last_rows = excluded.last_rows
+    ON CONFLICT (relid) DO UPDATE
+        SET name = excluded.name, synced = true, last_run = now(), last_status = 'ok', last_error = NULL,
+            last_rows = excluded.last_rows
 $$;
 
 -- Replicates the pending changes of one table now. The first call creates the table's slot and
@@ -95,8 +96,13 @@ DECLARE
 BEGIN
     PERFORM pgturso._require_kind(tbl, 'table');
     SELECT * INTO c FROM pgturso._credentials();
-    SELECT r.synced INTO synced FROM pgturso.replications r WHERE r.name = pgturso._qualified(tbl);
+    SELECT r.synced INTO synced FROM pgturso.replications r WHERE r.relid = tbl;
     IF NOT coalesce(synced, false) THEN
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE EXCEPTION 'the initial copy of "%" needs READ COMMITTED', tbl
+                USING ERRCODE = 'invalid_transaction_state',
+                      HINT = 'Call it outside a REPEATABLE READ or SERIALIZABLE transaction: the copy must see every row committed before the table''s slot was created.';
+        END IF;
         -- A slot left by an initial sync that failed is recreated, so the copy and the slot agree.
         -- Creating a slot must come before any write in this transaction.
         IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = slot) THEN
@@ -145,7 +151,7 @@ BEGIN
     ELSE
         EXECUTE format('REFRESH MATERIALIZED VIEW %s', mv::text);
     END IF;
-    SELECT r.synced INTO synced FROM pgturso.replications r WHERE r.name = pgturso._qualified(mv);
+    SELECT r.synced INTO synced FROM pgturso.replications r WHERE r.relid = mv;
     IF key IS NULL THEN
         n := pgturso._sync_rows(mv, c.url, c.token, true, NULL, format('SELECT * FROM %s', mv::text));
     ELSIF NOT coalesce(synced, false) OR to_regclass(shadow) IS NULL THEN
@@ -190,13 +196,12 @@ BEGIN
 END
 $$;
 
--- pg_cron must be loaded; its extension is created here when this is the cron database.
-CREATE FUNCTION pgturso._require_cron() RETURNS text
+-- Raises unless pg_cron can be used from this database (no writes: safe before creating a slot).
+CREATE FUNCTION pgturso._cron_check() RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE v text := (SELECT extversion FROM pg_extension WHERE extname = 'pg_cron');
 BEGIN
-    IF v IS NOT NULL THEN
-        RETURN v;
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN;
     END IF;
     IF current_setting('shared_preload_libraries') !~ '(^|[\s,])pg_cron($|[\s,])' THEN
         RAISE EXCEPTION 'pg_cron is not available'
@@ -206,21 +211,31 @@ BEGIN
     IF current_database() <> current_setting('cron.database_name', true) THEN
         RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
             USING ERRCODE = 'feature_not_supported',
-                  HINT = format('Run CREATE EXTENSION pg_cron in database "%s" (cron.database_name), or set cron.database_name to this database.', current_setting('cron.database_name', true));
+                  HINT = format('Run the scheduling functions in database "%s" (cron.database_name), or set cron.database_name to this database.', current_setting('cron.database_name', true));
     END IF;
-    CREATE EXTENSION pg_cron;
+END
+$$;
+
+-- pg_cron's version, creating its extension here (the cron database) when missing.
+CREATE FUNCTION pgturso._require_cron() RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgturso._cron_check();
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        CREATE EXTENSION pg_cron;
+    END IF;
     RETURN (SELECT extversion FROM pg_extension WHERE extname = 'pg_cron');
 END
 $$;
 
 -- One scheduled run: replicates, and records the outcome instead of failing the job.
-CREATE FUNCTION pgturso._run(p_name text) RETURNS boolean
+CREATE FUNCTION pgturso._run(p_relid oid) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE r pgturso.replications;
 BEGIN
-    SELECT * INTO r FROM pgturso.replications WHERE name = p_name;
+    SELECT * INTO r FROM pgturso.replications WHERE relid = p_relid;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'no replication named "%"', p_name;
+        RAISE EXCEPTION 'no replication of relation %', p_relid;
     END IF;
     BEGIN
         IF r.kind = 'table' THEN
@@ -232,7 +247,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         UPDATE pgturso.replications
            SET last_run = now(), last_status = 'error', last_error = SQLERRM
-         WHERE name = p_name;
+         WHERE relid = p_relid;
         RETURN false;
     END;
 END
@@ -240,14 +255,14 @@ $$;
 
 -- Runs a replication every p_seconds within one minute (for pg_cron before 1.5, whose
 -- schedules have a one-minute resolution); started by a job that runs every minute.
-CREATE PROCEDURE pgturso._run_every(p_name text, p_seconds int)
+CREATE PROCEDURE pgturso._run_every(p_relid oid, p_seconds int)
 LANGUAGE plpgsql AS $$
 DECLARE
     started timestamptz := clock_timestamp();
     tick int := 0;
 BEGIN
     LOOP
-        PERFORM pgturso._run(p_name);
+        PERFORM pgturso._run(p_relid);
         COMMIT;
         tick := tick + 1;
         EXIT WHEN tick * p_seconds >= 60;
@@ -270,14 +285,11 @@ DECLARE
 BEGIN
     PERFORM pgturso._require_kind(rel, kind);
     PERFORM pgturso._credentials();
-    SELECT * INTO r FROM pgturso.replications p WHERE p.name = rep_name;
+    SELECT * INTO r FROM pgturso.replications p WHERE p.relid = rel;
     IF FOUND AND r.active AND r.schedule = schedule AND r.cron_jobid IS NOT NULL THEN
         RETURN r.cron_jobid;   -- already scheduled: no second slot, no second job
     END IF;
-    IF current_setting('shared_preload_libraries') !~ '(^|[\s,])pg_cron($|[\s,])'
-       AND NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
-        PERFORM pgturso._require_cron();   -- raises the explanation
-    END IF;
+    PERFORM pgturso._cron_check();   -- before anything is created
     -- First run now: creates the slot (before any write) and does the initial sync.
     IF kind = 'table' THEN
         PERFORM @extschema@.turso_replicate_table(rel);
@@ -287,13 +299,13 @@ BEGIN
     cron_version := pgturso._require_cron();
     IF secs IS NULL THEN
         cron_schedule := schedule;
-        command := format('SELECT pgturso._run(%L)', rep_name);
+        command := format('SELECT pgturso._run(%s)', rel::oid);
     ELSIF string_to_array(split_part(cron_version, '-', 1), '.')::int[] >= ARRAY[1, 5] THEN
         cron_schedule := format('%s seconds', secs);
-        command := format('SELECT pgturso._run(%L)', rep_name);
+        command := format('SELECT pgturso._run(%s)', rel::oid);
     ELSE
         cron_schedule := '* * * * *';
-        command := format('CALL pgturso._run_every(%L, %s)', rep_name, secs);
+        command := format('CALL pgturso._run_every(%s, %s)', rel::oid, secs);
     END IF;
     IF current_database() = current_setting('cron.database_name', true) THEN
         EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO jobid
@@ -304,7 +316,7 @@ BEGIN
     END IF;
     UPDATE pgturso.replications p
        SET schedule = _schedule.schedule, cron_jobid = jobid, active = true
-     WHERE p.name = rep_name;
+     WHERE p.relid = rel;
     RETURN jobid;
 END
 $$;
@@ -338,11 +350,13 @@ BEGIN
         IF r.slot IS NOT NULL AND EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = r.slot) THEN
             PERFORM pg_drop_replication_slot(r.slot);
         END IF;
-        EXECUTE format('DROP TABLE IF EXISTS pgturso.%I', 'shadow_' || r.relid);
-        DELETE FROM pgturso.replications p WHERE p.name = r.name;
+        IF to_regclass(format('pgturso.%I', 'shadow_' || r.relid)) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE pgturso.%I', 'shadow_' || r.relid);
+        END IF;
+        DELETE FROM pgturso.replications p WHERE p.relid = r.relid;
     ELSE
         UPDATE pgturso.replications p SET active = false, cron_jobid = NULL, schedule = NULL
-         WHERE p.name = r.name;
+         WHERE p.relid = r.relid;
     END IF;
     RETURN true;
 END
@@ -350,7 +364,7 @@ $$;
 
 -- Every replication: its slot, schedule, position, lag, retained WAL and last run.
 CREATE VIEW @extschema@.turso_replication_status AS
-SELECT r.name,
+SELECT coalesce(pgturso._qualified(r.relid::regclass), r.name) AS name,
        r.kind,
        r.slot,
        r.schedule,

@@ -94,7 +94,7 @@ impl PgTursoError {
                 "Pass the Turso database URL, e.g. pg_logical_slot_get_changes('slot', NULL, NULL, 'url', 'http://127.0.0.1:8080/', 'auth', '<token>').".to_string(),
             ),
             PgTursoError::NoReplicaIdentity { table, .. } => Some(format!(
-                "Add a primary key to the table, or run ALTER TABLE {table} REPLICA IDENTITY FULL; then re-run the decoding call."
+                "Add a primary key to the table, or run ALTER TABLE {table} REPLICA IDENTITY FULL. Changes written before that carry no old row and cannot be applied: copy the table again (with the SQL API: turso_unschedule(name, drop_slot => true), then schedule or replicate it again)."
             )),
             PgTursoError::Replication { source, .. }
             | PgTursoError::Progress { source, .. }

@@ -340,7 +340,10 @@ fn status_view_reports_lag_and_a_failed_run_without_the_token() {
     assert!(lag > 0, "lag after new rows: {lag}");
     sqld.kill();
     // The job's entry point records the failure instead of failing.
-    assert_eq!(one(&mut c, "SELECT pgturso._run('public.t')").unwrap(), "f");
+    assert_eq!(
+        one(&mut c, "SELECT pgturso._run('t'::regclass)").unwrap(),
+        "f"
+    );
     let row = pg_rows(
         &mut c,
         "SELECT last_status, last_error FROM turso_replication_status WHERE name = 'public.t'",
@@ -352,7 +355,10 @@ fn status_view_reports_lag_and_a_failed_run_without_the_token() {
     let activity = pg_rows(&mut c, "SELECT query FROM pg_stat_activity").concat();
     assert!(activity.iter().flatten().all(|q| !q.contains(sqld.token())));
     sqld.restart();
-    assert_eq!(one(&mut c, "SELECT pgturso._run('public.t')").unwrap(), "t");
+    assert_eq!(
+        one(&mut c, "SELECT pgturso._run('t'::regclass)").unwrap(),
+        "t"
+    );
     assert_eq!(count(&sqld, "t"), 1000);
     // Lag counts the whole cluster's WAL (other tests write too): check the position instead.
     let row = pg_rows(
@@ -363,4 +369,34 @@ fn status_view_reports_lag_and_a_failed_run_without_the_token() {
         row[0],
         vec![Some("ok".into()), Some(String::new()), Some("true".into())]
     );
+}
+
+#[test]
+fn a_renamed_table_keeps_its_slot_and_is_not_copied_again() {
+    let sqld = Sqld::start("rename", false);
+    let mut c = pg().fresh_db("rename");
+    credentials(&mut c, &sqld);
+    c.batch_execute(
+        "CREATE EXTENSION pgturso;
+         CREATE TABLE t(id int primary key, v text);
+         INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g;",
+    )
+    .unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('t')").unwrap(),
+        "100",
+        "initial copy"
+    );
+    let slot = one(&mut c, "SELECT slot FROM turso_replication_status").unwrap();
+    c.batch_execute("ALTER TABLE t RENAME TO t2; INSERT INTO t2 VALUES (101, 'new')")
+        .unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('t2')").unwrap(),
+        "1",
+        "one transaction, no new copy"
+    );
+    let rows = pg_rows(&mut c, "SELECT name, slot FROM turso_replication_status");
+    assert_eq!(rows, vec![vec![Some("public.t2".into()), Some(slot)]]);
+    assert_eq!(count(&sqld, "t2"), 101);
+    assert!(!sqld.table_exists("t"), "the Turso table was renamed");
 }
