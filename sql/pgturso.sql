@@ -10,6 +10,7 @@ CREATE TABLE pgturso.replications (
     kind        text NOT NULL CHECK (kind IN ('table', 'mv')),
     slot        text,               -- logical replication slot (tables only)
     synced      boolean NOT NULL DEFAULT false,  -- initial copy done
+    copy_snapshot text,             -- the copy's snapshot, until a decoding call has gone past it
     schedule    text,
     cron_jobid  bigint,
     active      boolean NOT NULL DEFAULT false,
@@ -80,7 +81,7 @@ LANGUAGE sql AS $$
             CASE WHEN kind = 'table' THEN pgturso._slot_name(rel) END, true, now(), 'ok', NULL, rows)
     ON CONFLICT (relid) DO UPDATE
         SET name = excluded.name, synced = true, last_run = now(), last_status = 'ok', last_error = NULL,
-            last_rows = excluded.last_rows
+            last_rows = excluded.last_rows, copy_snapshot = NULL
 $$;
 
 -- Replicates the pending changes of one table now. The first call creates the table's slot and
@@ -92,11 +93,12 @@ DECLARE
     c record;
     slot text := pgturso._slot_name(tbl);
     synced boolean;
+    snap text;
     n bigint := 0;
 BEGIN
     PERFORM pgturso._require_kind(tbl, 'table');
     SELECT * INTO c FROM pgturso._credentials();
-    SELECT r.synced INTO synced FROM pgturso.replications r WHERE r.relid = tbl;
+    SELECT r.synced, r.copy_snapshot INTO synced, snap FROM pgturso.replications r WHERE r.relid = tbl;
     IF NOT coalesce(synced, false) THEN
         IF current_setting('transaction_isolation') <> 'read committed' THEN
             RAISE EXCEPTION 'the initial copy of "%" needs READ COMMITTED', tbl
@@ -109,12 +111,21 @@ BEGIN
             PERFORM pg_drop_replication_slot(slot);
         END IF;
         PERFORM pg_create_logical_replication_slot(slot, 'pgturso');
-        -- The copy's snapshot is taken after the slot's consistent point: every transaction is in
-        -- the copy, decoded later, or both (replays converge: upserts and deletes by key).
-        n := pgturso._sync_rows(tbl, c.url, c.token, true, NULL, format('SELECT * FROM %s', tbl::text));
+        -- The copy's snapshot is taken after the slot's consistent point, so every transaction is
+        -- in the copy or decoded later; the decoding skips those the copy's snapshot saw.
+        SELECT s.rows, s.snapshot INTO n, snap
+          FROM pgturso._sync_rows(tbl, c.url, c.token, true, NULL, format('SELECT * FROM %s', tbl::text)) s;
+        INSERT INTO pgturso.replications AS r (name, relid, kind, slot, synced, copy_snapshot)
+        VALUES (pgturso._qualified(tbl), tbl, 'table', slot, true, snap)
+        ON CONFLICT (relid) DO UPDATE SET synced = true, copy_snapshot = excluded.copy_snapshot;
     END IF;
-    n := n + (SELECT count(*) FROM pg_logical_slot_get_changes(slot, NULL, NULL,
-                 'url', c.url, 'auth', c.token, 'table_name', pgturso._qualified(tbl)));
+    IF snap IS NOT NULL THEN
+        n := n + (SELECT count(*) FROM pg_logical_slot_get_changes(slot, NULL, NULL,
+                     'url', c.url, 'auth', c.token, 'table_name', pgturso._qualified(tbl), 'skip_snapshot', snap));
+    ELSE
+        n := n + (SELECT count(*) FROM pg_logical_slot_get_changes(slot, NULL, NULL,
+                     'url', c.url, 'auth', c.token, 'table_name', pgturso._qualified(tbl)));
+    END IF;
     PERFORM pgturso._record(tbl, 'table', n);
     RETURN n;
 END
@@ -153,22 +164,22 @@ BEGIN
     END IF;
     SELECT r.synced INTO synced FROM pgturso.replications r WHERE r.relid = mv;
     IF key IS NULL THEN
-        n := pgturso._sync_rows(mv, c.url, c.token, true, NULL, format('SELECT * FROM %s', mv::text));
+        SELECT s.rows INTO n FROM pgturso._sync_rows(mv, c.url, c.token, true, NULL, format('SELECT * FROM %s', mv::text)) s;
     ELSIF NOT coalesce(synced, false) OR to_regclass(shadow) IS NULL THEN
         IF to_regclass(shadow) IS NOT NULL THEN
             EXECUTE format('DROP TABLE %s', shadow);
         END IF;
         EXECUTE format('CREATE TABLE %s AS SELECT * FROM %s WITH NO DATA', shadow, mv::text);
-        n := pgturso._sync_rows(mv, c.url, c.token, true, NULL, format('SELECT * FROM %s', mv::text));
+        SELECT s.rows INTO n FROM pgturso._sync_rows(mv, c.url, c.token, true, NULL, format('SELECT * FROM %s', mv::text)) s;
     ELSE
         -- Whole-row references ("alias.*") so a column named like an alias cannot capture them.
-        n := pgturso._sync_rows(mv, c.url, c.token, false,
+        SELECT s.rows INTO n FROM pgturso._sync_rows(mv, c.url, c.token, false,
             format('SELECT pgturso_old.* FROM %s pgturso_old WHERE NOT EXISTS (SELECT 1 FROM %s pgturso_new WHERE (%s) IS NOT DISTINCT FROM (%s))',
                    shadow, mv::text,
                    (SELECT string_agg('pgturso_new.' || k, ', ') FROM unnest(key) k),
                    (SELECT string_agg('pgturso_old.' || k, ', ') FROM unnest(key) k)),
             format('SELECT pgturso_new.* FROM %s pgturso_new WHERE NOT EXISTS (SELECT 1 FROM %s pgturso_old WHERE (pgturso_old.*)::text = (pgturso_new.*)::text)',
-                   mv::text, shadow));
+                   mv::text, shadow)) s;
     END IF;
     IF key IS NOT NULL THEN
         EXECUTE format('TRUNCATE %s', shadow);

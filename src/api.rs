@@ -27,7 +27,8 @@ mod pgturso {
         pgrx::pg_sys::check_for_interrupts!();
     }
 
-    /// Internal: use `turso_replicate_table` / `turso_replicate_mv`. Returns the rows sent.
+    /// Internal: use `turso_replicate_table` / `turso_replicate_mv`. Returns the rows sent and
+    /// the snapshot the rows of `upsert_query` were read with (`xmin:xmax:xip,...`).
     #[pg_extern]
     fn _sync_rows(
         rel: pg_sys::Oid,
@@ -36,7 +37,7 @@ mod pgturso {
         replace: bool,
         delete_query: Option<&str>,
         upsert_query: &str,
-    ) -> i64 {
+    ) -> TableIterator<'static, (name!(rows, i64), name!(snapshot, String))> {
         let token = token.filter(|t| !t.is_empty());
         let secrets: Vec<&str> = token.into_iter().collect();
         let fail = |msg: String| -> ! {
@@ -62,7 +63,7 @@ mod pgturso {
         // SAFETY: reads a value set at startup.
         let system_id = unsafe { pg_sys::GetSystemIdentifier() }.to_string();
         let mut r = Replicator::new(transport, system_id, String::new(), Limits::default());
-        let run = |r: &mut Replicator<HttpTransport>| -> Result<i64, PgTursoError> {
+        let run = |r: &mut Replicator<HttpTransport>| -> Result<(i64, String), PgTursoError> {
             let table = &info.table;
             let mut sent = 0i64;
             r.begin_untracked();
@@ -88,12 +89,12 @@ mod pgturso {
             if let Some(q) = delete_query {
                 apply(q, true)?;
             }
-            apply(upsert_query, false)?;
+            let snapshot = apply(upsert_query, false)?;
             r.commit()?;
-            Ok(sent)
+            Ok((sent, snapshot))
         };
         match run(&mut r) {
-            Ok(n) => n,
+            Ok(row) => TableIterator::once(row),
             Err(e) => {
                 e.into_report(&secrets, "_sync_rows")
                     .report(PgLogLevel::ERROR);

@@ -88,7 +88,7 @@ impl PgTursoError {
         match self {
             PgTursoError::InvalidOption { hint, .. } => Some(hint.clone()),
             PgTursoError::UnknownOption { .. } => Some(
-                "Valid options are: url, auth, table_name, ca_file, timeout_ms, retry_ms, max_request_records, max_request_bytes.".to_string(),
+                "Valid options are: url, auth, table_name, ca_file, timeout_ms, retry_ms, max_request_records, max_request_bytes, skip_snapshot.".to_string(),
             ),
             PgTursoError::MissingUrl => Some(
                 "Pass the Turso database URL, e.g. pg_logical_slot_get_changes('slot', NULL, NULL, 'url', 'http://127.0.0.1:8080/', 'auth', '<token>').".to_string(),

@@ -24,6 +24,44 @@ impl TableFilter {
     }
 }
 
+/// The snapshot an initial copy was read with: transactions it sees are already in Turso.
+/// Text form `xmin:xmax:xip,xip,...` (32-bit transaction ids, as the copy reports them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipSnapshot {
+    pub xmin: u32,
+    pub xmax: u32,
+    pub xip: Vec<u32>,
+}
+
+/// `a` comes before `b` in transaction-id order (modulo 2^32, as PostgreSQL compares them).
+fn xid_precedes(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+impl SkipSnapshot {
+    pub fn parse(v: &str) -> Option<SkipSnapshot> {
+        let mut parts = v.trim().splitn(3, ':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let xip = match parts.next() {
+            None | Some("") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<_>>()?,
+        };
+        Some(SkipSnapshot { xmin, xmax, xip })
+    }
+
+    /// Whether the committed top-level transaction `xid` is visible in this snapshot.
+    pub fn sees(&self, xid: u32) -> bool {
+        if xid_precedes(xid, self.xmin) {
+            return true;
+        }
+        xid_precedes(xid, self.xmax) && !self.xip.contains(&xid)
+    }
+}
+
 /// Validated plugin options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -34,6 +72,8 @@ pub struct Options {
     pub table: Option<TableFilter>,
     /// PEM file of extra CA certificates trusted for `https://` (a self-hosted sqld behind TLS).
     pub ca_file: Option<String>,
+    /// Skip transactions an initial copy already contains (set by the SQL API).
+    pub skip_snapshot: Option<SkipSnapshot>,
     pub timeout: Duration,
     /// Request size limits; larger transactions span several requests of one Turso transaction.
     pub limits: Limits,
@@ -71,6 +111,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
     let mut token = None;
     let mut table = None;
     let mut ca_file = None;
+    let mut skip_snapshot = None;
     let mut timeout = Duration::from_millis(DEFAULT_TIMEOUT_MS);
     let mut limits = Limits::default();
     for (name, value) in raw {
@@ -83,6 +124,16 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
             "url" => url = Some(parse_url(val.unwrap_or(""))?),
             "auth" => token = parse_token(val.unwrap_or("")),
             "table_name" => table = Some(parse_table(val.unwrap_or(""))?),
+            "skip_snapshot" => {
+                let v = val.unwrap_or("");
+                skip_snapshot = Some(SkipSnapshot::parse(v).ok_or_else(|| {
+                    invalid(
+                        name,
+                        v,
+                        "skip_snapshot takes xmin:xmax:xip,... as reported by an initial copy.",
+                    )
+                })?);
+            }
             "ca_file" => {
                 let v = val.unwrap_or("").trim();
                 if v.is_empty() {
@@ -126,6 +177,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
         token,
         table,
         ca_file,
+        skip_snapshot,
         timeout,
         limits,
     })
@@ -358,6 +410,29 @@ mod tests {
         assert_eq!(t("1500").unwrap().timeout, Duration::from_millis(1500));
         assert!(t("0").is_err());
         assert!(t("abc").is_err());
+    }
+
+    #[test]
+    fn skip_snapshot_visibility() {
+        let s = SkipSnapshot::parse("100:110:103,107").unwrap();
+        assert_eq!(
+            s,
+            SkipSnapshot {
+                xmin: 100,
+                xmax: 110,
+                xip: vec![103, 107]
+            }
+        );
+        assert!(s.sees(99) && s.sees(100) && s.sees(104) && s.sees(109));
+        assert!(!s.sees(103) && !s.sees(107) && !s.sees(110) && !s.sees(200));
+        // Around the wraparound of 32-bit transaction ids.
+        let w = SkipSnapshot::parse("4294967290:5:").unwrap();
+        assert!(w.sees(4294967280) && w.sees(4294967295) && w.sees(2));
+        assert!(!w.sees(5) && !w.sees(6));
+        assert!(SkipSnapshot::parse("1:x:").is_none());
+        let o = opts(&[("url", Some("http://h/")), ("skip_snapshot", Some("5:9:"))]).unwrap();
+        assert_eq!(o.skip_snapshot.unwrap().xmax, 9);
+        assert!(opts(&[("url", Some("http://h/")), ("skip_snapshot", Some("nope"))]).is_err());
     }
 
     #[test]

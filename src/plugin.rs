@@ -141,7 +141,8 @@ unsafe extern "C-unwind" fn pgturso_startup(
             pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
         );
         let state = Box::new(State {
-            replicator: Replicator::new(transport, system_id, slot, options.limits),
+            replicator: Replicator::new(transport, system_id, slot, options.limits)
+                .with_skip_snapshot(options.skip_snapshot.clone()),
             options,
             change_cxt,
         });
@@ -169,7 +170,11 @@ unsafe extern "C-unwind" fn pgturso_begin(
     txn: *mut pg_sys::ReorderBufferTXN,
 ) {
     // SAFETY: valid pointers from PostgreSQL; final_lsn is the commit record's LSN.
-    unsafe { state(ctx).replicator.begin((*txn).final_lsn) };
+    unsafe {
+        state(ctx)
+            .replicator
+            .begin((*txn).final_lsn, (*txn).xid.into_inner())
+    };
 }
 
 /// Runs `f` with the per-change memory context current, then resets it.
@@ -257,7 +262,11 @@ unsafe extern "C-unwind" fn pgturso_truncate(
     // SAFETY: `relations` holds `nrelations` open relations.
     unsafe {
         let state = state(ctx);
-        let rels = std::slice::from_raw_parts(relations, nrelations.max(0) as usize);
+        let rels = if relations.is_null() || nrelations <= 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(relations, nrelations as usize)
+        };
         let mut tables = Vec::with_capacity(rels.len());
         for &rel in rels {
             let info = ok_or_raise(tuple::rel_info(rel), &state.options);

@@ -16,6 +16,7 @@ use crate::hrana::{
     self, BatchPart, PipelineRequest, PipelineResponse, StreamRequest, StreamResponse, StreamResult,
 };
 use crate::model::{format_lsn, RowChange, Table, Value};
+use crate::options::SkipSnapshot;
 use crate::sql::{self, KnownTable, Stmt};
 
 /// Name of the progress table in Turso.
@@ -124,6 +125,8 @@ pub struct Replicator<T: Transport> {
     ensured: HashSet<String>,
     /// Table shapes in Turso by source table (`_pgturso_schema`), read once per session.
     known: Option<HashMap<String, KnownTable>>,
+    /// Transactions this snapshot sees are in an initial copy already.
+    skip_snapshot: Option<SkipSnapshot>,
     txn: Option<Txn>,
 }
 
@@ -137,13 +140,23 @@ impl<T: Transport> Replicator<T> {
             applied_lsn: None,
             ensured: HashSet::new(),
             known: None,
+            skip_snapshot: None,
             txn: None,
         }
     }
 
-    /// BEGIN of a decoded transaction whose commit record is at `lsn`.
-    pub fn begin(&mut self, lsn: u64) {
+    /// Skips the decoded transactions that `snapshot` (an initial copy's) sees.
+    pub fn with_skip_snapshot(mut self, snapshot: Option<SkipSnapshot>) -> Self {
+        self.skip_snapshot = snapshot;
+        self
+    }
+
+    /// BEGIN of the decoded transaction `xid` whose commit record is at `lsn`.
+    pub fn begin(&mut self, lsn: u64, xid: u32) {
         self.start(lsn, true);
+        if self.skip_snapshot.as_ref().is_some_and(|s| s.sees(xid)) {
+            self.txn.as_mut().expect("just started").skip = Some(true);
+        }
     }
 
     /// BEGIN of a Turso transaction that is not a decoded one (an initial copy, a view sync):

@@ -350,12 +350,13 @@ pub fn rel_info_by_oid(relid: pg_sys::Oid) -> Result<Rc<RelInfo>, String> {
 }
 
 /// Runs `query` through an SPI cursor and hands its rows to `f` in batches of `batch` rows,
-/// each batch converted inside a memory context that is reset afterwards.
+/// each batch converted inside a memory context that is reset afterwards. Returns the snapshot
+/// the cursor read with, as `xmin:xmax:xip,...`.
 pub fn for_each_batch<E>(
     query: &str,
     batch: i64,
     mut f: impl FnMut(pg_sys::TupleDesc, &[pg_sys::HeapTuple]) -> Result<(), E>,
-) -> Result<(), E> {
+) -> Result<String, E> {
     let sql = std::ffi::CString::new(query).expect("queries are built without NUL bytes");
     // SAFETY: standard SPI cursor protocol; every path that returns closes the cursor and
     // disconnects; an ERROR unwinds through PostgreSQL's own SPI cleanup at abort.
@@ -376,7 +377,8 @@ pub fn for_each_batch<E>(
             std::ptr::null(),
             true,
         );
-        let mut result = Ok(());
+        let snapshot = portal_snapshot(portal);
+        let mut result = Ok(snapshot);
         loop {
             pg_sys::SPI_cursor_fetch(portal, true, batch);
             let n = pg_sys::SPI_processed as usize;
@@ -391,8 +393,8 @@ pub fn for_each_batch<E>(
             pg_sys::CurrentMemoryContext = old;
             pg_sys::MemoryContextReset(cxt);
             pg_sys::SPI_freetuptable(tt);
-            if r.is_err() {
-                result = r;
+            if let Err(e) = r {
+                result = Err(e);
                 break;
             }
         }
@@ -400,6 +402,31 @@ pub fn for_each_batch<E>(
         pg_sys::SPI_finish();
         pg_sys::MemoryContextDelete(cxt);
         result
+    }
+}
+
+/// The snapshot a cursor reads with, as `xmin:xmax:xip,...` (top-level transaction ids).
+unsafe fn portal_snapshot(portal: pg_sys::Portal) -> String {
+    // SAFETY: an open SELECT cursor has a query descriptor holding its registered snapshot.
+    unsafe {
+        let qd = (*portal).queryDesc;
+        if qd.is_null() || (*qd).snapshot.is_null() {
+            return String::new();
+        }
+        let snap = (*qd).snapshot;
+        // xip may be NULL when no transaction was running: never make a slice of a NULL pointer.
+        let xip = if (*snap).xip.is_null() || (*snap).xcnt == 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts((*snap).xip, (*snap).xcnt as usize)
+        };
+        let xip: Vec<String> = xip.iter().map(|x| x.into_inner().to_string()).collect();
+        format!(
+            "{}:{}:{}",
+            (*snap).xmin.into_inner(),
+            (*snap).xmax.into_inner(),
+            xip.join(",")
+        )
     }
 }
 

@@ -211,7 +211,7 @@ fn step_sqls(req: &Json) -> Vec<String> {
 fn one_transaction_is_one_atomic_request_with_progress() {
     let mut fake = Fake::default();
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100);
+    r.begin(0x100, 1);
     assert!(r.change(&table(), &insert(1)).unwrap());
     assert!(r.change(&table(), &insert(2)).unwrap());
     let out = r.commit().unwrap();
@@ -262,7 +262,7 @@ fn table_is_created_once_per_session() {
     let mut fake = Fake::default();
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     for lsn in [0x100, 0x200] {
-        r.begin(lsn);
+        r.begin(lsn, 1);
         r.change(&table(), &insert(lsn as i64)).unwrap();
         r.commit().unwrap();
     }
@@ -280,10 +280,10 @@ fn transactions_at_or_below_progress_are_skipped() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x200);
+    r.begin(0x200, 1);
     assert!(!r.change(&table(), &insert(1)).unwrap());
     assert_eq!(r.commit().unwrap(), None);
-    r.begin(0x300);
+    r.begin(0x300, 1);
     assert!(r.change(&table(), &insert(2)).unwrap());
     assert!(r.commit().unwrap().is_some());
     drop(r);
@@ -298,7 +298,7 @@ fn transactions_at_or_below_progress_are_skipped() {
 fn empty_transactions_send_nothing() {
     let mut fake = Fake::default();
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100);
+    r.begin(0x100, 1);
     assert_eq!(r.commit().unwrap(), None);
     drop(r);
     assert!(fake.requests.is_empty());
@@ -316,7 +316,7 @@ fn large_transactions_span_requests_on_one_stream() {
         ..Limits::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
-    r.begin(0x100);
+    r.begin(0x100, 1);
     for id in 0..5 {
         r.change(&table(), &insert(id)).unwrap();
     }
@@ -354,7 +354,7 @@ fn a_failed_step_is_an_error_naming_lsn_and_statement() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x16B3748);
+    r.begin(0x16B3748, 1);
     r.change(&table(), &insert(1)).unwrap();
     let err = r.commit().unwrap_err().to_string();
     assert!(err.contains("0/16B3748"), "{err}");
@@ -369,7 +369,7 @@ fn a_failed_transaction_does_not_mark_its_table_created() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100);
+    r.begin(0x100, 1);
     r.change(&table(), &insert(1)).unwrap();
     assert!(r.commit().is_err());
     assert!(r.ensured.is_empty());
@@ -388,7 +388,7 @@ fn grouping_keeps_the_order_of_changes() {
             Cell::Value(Value::Null),
         ]),
     };
-    r.begin(0x100);
+    r.begin(0x100, 1);
     for change in [insert(1), insert(2), delete(1), delete(2), insert(1)] {
         r.change(&table(), &change).unwrap();
     }
@@ -425,7 +425,7 @@ fn statements_stay_under_the_parameter_limit() {
         ..Limits::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
-    r.begin(0x100);
+    r.begin(0x100, 1);
     for id in 0..20_000 {
         r.change(&table(), &insert(id)).unwrap();
     }
@@ -487,7 +487,7 @@ fn a_lost_commit_response_is_resolved_from_progress_not_resent() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100);
+    r.begin(0x100, 1);
     r.change(&table(), &insert(1)).unwrap();
     assert!(r.commit().unwrap().is_some(), "the call succeeds");
     drop(r);
@@ -511,7 +511,7 @@ fn a_transient_failure_before_commit_is_resent() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100);
+    r.begin(0x100, 1);
     r.change(&table(), &insert(1)).unwrap();
     assert!(r.commit().is_ok());
     drop(r);
@@ -527,7 +527,7 @@ fn refused_connections_are_retried_even_mid_stream() {
         ..Limits::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
-    r.begin(0x100);
+    r.begin(0x100, 1);
     r.change(&table(), &insert(0)).unwrap();
     r.change(&table(), &insert(1)).unwrap(); // opens the stream: [BEGIN, CREATE, INSERT]
     r.transport.refuse = 2; // the next request continues the stream: never sent, so resent
@@ -547,7 +547,7 @@ fn unknown_outcome_mid_stream_is_an_error_not_a_resend() {
         ..Limits::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
-    r.begin(0x100);
+    r.begin(0x100, 1);
     r.change(&table(), &insert(0)).unwrap();
     r.change(&table(), &insert(1)).unwrap();
     r.transport.lose = 1;
@@ -570,7 +570,7 @@ fn permanent_failures_and_zero_retry_fail_at_once() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100);
+    r.begin(0x100, 1);
     r.change(&table(), &insert(1)).unwrap();
     assert!(r.commit().is_err());
     drop(r);
@@ -584,7 +584,7 @@ fn permanent_failures_and_zero_retry_fail_at_once() {
         ..Limits::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
-    r.begin(0x100);
+    r.begin(0x100, 1);
     r.change(&table(), &insert(1)).unwrap();
     assert!(r.commit().is_err());
     drop(r);
@@ -635,9 +635,28 @@ fn the_progress_read_is_retried_on_transient_failures() {
         "slot".into(),
         Limits::default(),
     );
-    r.begin(0x400);
+    r.begin(0x400, 1);
     assert!(
         !r.change(&table(), &insert(1)).unwrap(),
         "skipped: progress was read after two timeouts"
     );
+}
+
+#[test]
+fn transactions_seen_by_the_copy_snapshot_are_skipped() {
+    let mut fake = Fake::default();
+    let snap = crate::options::SkipSnapshot::parse("100:110:105").unwrap();
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default())
+        .with_skip_snapshot(Some(snap));
+    r.begin(0x100, 104); // committed before the copy's snapshot: in the copy
+    assert!(!r.change(&table(), &insert(1)).unwrap());
+    assert_eq!(r.commit().unwrap(), None);
+    r.begin(0x200, 105); // running when the copy started: not in it
+    assert!(r.change(&table(), &insert(2)).unwrap());
+    assert!(r.commit().unwrap().is_some());
+    r.begin(0x300, 111); // after the snapshot
+    assert!(r.change(&table(), &insert(3)).unwrap());
+    assert!(r.commit().unwrap().is_some());
+    drop(r);
+    assert_eq!(batches(&fake), 2);
 }
