@@ -182,6 +182,11 @@ fn http_client(ca_file: Option<&str>) -> Result<reqwest::Client, ClientError> {
             .map_err(|e| ClientError::Tls(format!("could not read CA file \"{path}\": {e}")))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| ClientError::Tls(format!("no certificate in CA file \"{path}\": {e}")))?;
+        if certs.is_empty() {
+            return Err(ClientError::Tls(format!(
+                "no certificate in CA file \"{path}\""
+            )));
+        }
         builder = builder.tls_certs_merge(certs);
     }
     let client = builder

@@ -22,7 +22,12 @@ pub enum PgTursoError {
     #[error(
         "cannot replicate {operation} on table \"{table}\": it has no primary key and no replica identity"
     )]
-    NoReplicaIdentity { table: String, operation: String },
+    NoReplicaIdentity {
+        table: String,
+        /// The table name as SQL (quoted), for the hint.
+        quoted: String,
+        operation: String,
+    },
     #[error("could not replicate transaction {lsn} to Turso: {source}")]
     Replication {
         lsn: String,
@@ -40,6 +45,8 @@ pub enum PgTursoError {
         #[source]
         source: ClientError,
     },
+    #[error("Turso table \"{turso}\" already holds the replica of another PostgreSQL table, so \"{table}\" cannot be replicated into it")]
+    NameConflict { table: String, turso: String },
     #[error("cannot follow the schema change of table \"{table}\" in Turso: {what}")]
     SchemaChange { table: String, what: String },
     #[error("could not decode a value of column \"{column}\" of table \"{table}\": {reason}")]
@@ -65,6 +72,7 @@ impl PgTursoError {
             | PgTursoError::Copy { source } => source.sqlstate(),
             PgTursoError::Value { .. } => ERRCODE_DATA_EXCEPTION,
             PgTursoError::SchemaChange { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
+            PgTursoError::NameConflict { .. } => ERRCODE_DUPLICATE_TABLE,
         }
     }
 
@@ -93,12 +101,15 @@ impl PgTursoError {
             PgTursoError::MissingUrl => Some(
                 "Pass the Turso database URL, e.g. pg_logical_slot_get_changes('slot', NULL, NULL, 'url', 'http://127.0.0.1:8080/', 'auth', '<token>').".to_string(),
             ),
-            PgTursoError::NoReplicaIdentity { table, .. } => Some(format!(
-                "Add a primary key to the table, or run ALTER TABLE {table} REPLICA IDENTITY FULL. Changes written before that carry no old row and cannot be applied: copy the table again (with the SQL API: turso_unschedule(name, drop_slot => true), then schedule or replicate it again)."
+            PgTursoError::NoReplicaIdentity { quoted, .. } => Some(format!(
+                "Add a primary key to the table, or run ALTER TABLE {quoted} REPLICA IDENTITY FULL. Changes written before that carry no old row and cannot be applied: copy the table again (with the SQL API: turso_unschedule(name, drop_slot => true), then schedule or replicate it again)."
             )),
             PgTursoError::Replication { source, .. }
             | PgTursoError::Progress { source, .. }
             | PgTursoError::Copy { source } => Some(source.hint()),
+            PgTursoError::NameConflict { .. } => Some(
+                "SQLite table names ignore case, and tables outside public are named \"schema.table\": replicate only one of the two (option table_name) or rename one. If the other table no longer exists, delete its row from _pgturso_schema.".to_string(),
+            ),
             PgTursoError::SchemaChange { .. } => Some(
                 "Recreate the table in Turso: drop it there and delete its row from _pgturso_schema, then copy it again (with the SQL API: turso_unschedule(name, drop_slot => true), then schedule it again).".to_string(),
             ),
@@ -152,23 +163,34 @@ fn redact_bearer(text: &str) -> String {
     out
 }
 
-/// `scheme://user:pass@host` -> `scheme://***@host`.
+/// `scheme://user:pass@host/p?query` -> `scheme://***@host/p?***` (a query may carry a token).
 fn redact_url_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find("://") {
         out.push_str(&rest[..pos + 3]);
         let tail = &rest[pos + 3..];
-        let authority_end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '"')
+        let url_end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
             .unwrap_or(tail.len());
-        match tail[..authority_end].rfind('@') {
+        let url = &tail[..url_end];
+        let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let (authority, path) = url.split_at(authority_end);
+        match authority.rfind('@') {
             Some(at) => {
                 out.push_str("***");
-                rest = &tail[at..];
+                out.push_str(&authority[at..]);
             }
-            None => rest = tail,
+            None => out.push_str(authority),
         }
+        match path.find('?') {
+            Some(q) => {
+                out.push_str(&path[..q]);
+                out.push_str("?***");
+            }
+            None => out.push_str(path),
+        }
+        rest = &tail[url_end..];
     }
     out.push_str(rest);
     out
@@ -199,6 +221,10 @@ mod tests {
         assert_eq!(
             redact("plain http://127.0.0.1:8080/ ok", &[]),
             "plain http://127.0.0.1:8080/ ok"
+        );
+        assert_eq!(
+            redact("url \"libsql://db.turso.io?authToken=eyJ.x.y\" bad", &[]),
+            "url \"libsql://db.turso.io?***\" bad"
         );
     }
 

@@ -122,7 +122,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
         let val = value.as_deref();
         match name.as_str() {
             "url" => url = Some(parse_url(val.unwrap_or(""))?),
-            "auth" => token = parse_token(val.unwrap_or("")),
+            "auth" => token = parse_token(val.unwrap_or(""))?,
             "table_name" => table = Some(parse_table(val.unwrap_or(""))?),
             "skip_snapshot" => {
                 let v = val.unwrap_or("");
@@ -172,9 +172,11 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
             }
         }
     }
+    let (base_url, url_token) = url.ok_or(PgTursoError::MissingUrl)?;
     Ok(Options {
-        base_url: url.ok_or(PgTursoError::MissingUrl)?,
-        token,
+        base_url,
+        // `libsql://host?authToken=…` carries the token in the URL; an `auth` option wins.
+        token: token.or(url_token),
         table,
         ca_file,
         skip_snapshot,
@@ -205,36 +207,59 @@ fn parse_int(
         })
 }
 
-/// `http://`/`https://` as given; `libsql://host` means `https://host`.
-fn parse_url(v: &str) -> Result<String, PgTursoError> {
-    const HINT: &str =
-        "The url must look like http://host:port/, https://host/ or libsql://host (meaning https).";
+/// A URL as it may be shown in a message: query string (which may hold a token) and user
+/// information replaced by `***`.
+fn shown_url(v: &str) -> String {
+    crate::error::redact(v, &[])
+}
+
+/// `http://`/`https://` as given; `libsql://host` means `https://host`. Returns the base URL and
+/// the token of an `?authToken=…` query (Turso's libsql URL form), the only query accepted.
+fn parse_url(v: &str) -> Result<(String, Option<String>), PgTursoError> {
+    const HINT: &str = "The url must look like http://host:port/, https://host/ or libsql://host (meaning https); the only query parameter accepted is authToken.";
+    let bad = || invalid("url", &shown_url(v), HINT);
     let trimmed = v.trim();
-    let parsed = reqwest::Url::parse(trimmed).map_err(|_| invalid("url", v, HINT))?;
+    let mut parsed = reqwest::Url::parse(trimmed).map_err(|_| bad())?;
     let https = match parsed.scheme() {
         "http" => false,
         "https" | "libsql" => true,
-        _ => return Err(invalid("url", v, HINT)),
+        _ => return Err(bad()),
     };
-    if parsed.host_str().is_none_or(str::is_empty) || parsed.query().is_some() {
-        return Err(invalid("url", v, HINT));
+    if parsed.host_str().is_none_or(str::is_empty) || parsed.fragment().is_some() {
+        return Err(bad());
     }
+    let mut token = None;
+    for (k, val) in parsed.query_pairs() {
+        if k != "authToken" || token.is_some() {
+            return Err(bad());
+        }
+        token = parse_token(&val)?;
+    }
+    parsed.set_query(None);
+    let base = parsed.as_str().to_string();
     if https && parsed.scheme() == "libsql" {
-        let rest = &trimmed["libsql://".len()..];
-        return Ok(format!("https://{rest}"));
+        return Ok((format!("https{}", &base["libsql".len()..]), token));
     }
-    Ok(trimmed.to_string())
+    Ok((base, token))
 }
 
 /// The token, with any leading `Bearer ` removed; empty means no token.
-fn parse_token(v: &str) -> Option<String> {
+fn parse_token(v: &str) -> Result<Option<String>, PgTursoError> {
     let t = v.trim();
     let t = if t.len() >= 7 && t[..7].eq_ignore_ascii_case("bearer ") {
         t[7..].trim()
     } else {
         t
     };
-    (!t.is_empty()).then(|| t.to_string())
+    if t.chars().any(|c| c.is_control() || c == ' ') {
+        // Never echo a token, even a malformed one.
+        return Err(invalid(
+            "auth",
+            "***",
+            "The token must not contain spaces, line breaks or other control characters.",
+        ));
+    }
+    Ok((!t.is_empty()).then(|| t.to_string()))
 }
 
 /// `name`, `schema.name`, with PostgreSQL identifier rules (quoted parts keep case).
@@ -335,14 +360,40 @@ mod tests {
     }
 
     #[test]
+    fn auth_token_in_the_url_is_used_and_never_echoed() {
+        let o = opts(&[("url", Some("libsql://db-org.turso.io?authToken=eyJsecret"))]).unwrap();
+        assert_eq!(o.base_url, "https://db-org.turso.io");
+        assert_eq!(o.token.as_deref(), Some("eyJsecret"));
+        let o = opts(&[
+            ("url", Some("libsql://db.turso.io?authToken=fromurl")),
+            ("auth", Some("fromoption")),
+        ])
+        .unwrap();
+        assert_eq!(o.token.as_deref(), Some("fromoption"));
+        let e = opts(&[("url", Some("https://h/?authToken=eyJsecret&x=1"))]).unwrap_err();
+        assert!(!e.to_string().contains("eyJsecret"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "could not parse value \"https://h/?***\" for parameter \"url\""
+        );
+    }
+
+    #[test]
+    fn tokens_with_control_characters_are_refused_without_echo() {
+        let e = opts(&[
+            ("url", Some("http://h/")),
+            ("auth", Some("abc\r\nX-Evil: 1")),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "could not parse value \"***\" for parameter \"auth\""
+        );
+    }
+
+    #[test]
     fn bad_urls_are_rejected_in_postgres_wording() {
-        for bad in [
-            "ftp://h/",
-            "not a url",
-            "",
-            "http://",
-            "http://h/?authToken=x",
-        ] {
+        for bad in ["ftp://h/", "not a url", "", "http://", "http://h/#frag"] {
             let e = opts(&[("url", Some(bad))]).unwrap_err();
             assert_eq!(
                 e.to_string(),

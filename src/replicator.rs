@@ -310,7 +310,11 @@ impl<T: Transport> Replicator<T> {
     /// altered (in this same Turso transaction) when the PostgreSQL table changed.
     fn ensure_table(&mut self, table: &Table) -> Result<(), PgTursoError> {
         let wanted = KnownTable::of(table);
-        let sig = serde_json::to_string(&wanted).expect("plain data serializes");
+        let sig = format!(
+            "{} {}",
+            table.source,
+            serde_json::to_string(&wanted).expect("plain data serializes")
+        );
         let txn = self.txn.as_ref().expect("inside a transaction");
         if self.ensured.contains(&sig) || txn.created.contains(&sig) {
             return Ok(());
@@ -325,6 +329,20 @@ impl<T: Transport> Replicator<T> {
             self.known = Some(loaded);
         }
         let txn = self.txn.as_ref().expect("inside a transaction");
+        // Two PostgreSQL tables must never share one Turso table (SQLite ignores case in names).
+        let lower = table.turso_name.to_lowercase();
+        let taken = txn
+            .known
+            .iter()
+            .map(|(s, k)| (s, k))
+            .chain(self.known.iter().flatten())
+            .any(|(source, k)| *source != table.source && k.turso_name.to_lowercase() == lower);
+        if taken {
+            return Err(PgTursoError::NameConflict {
+                table: table.display_name(),
+                turso: table.turso_name.clone(),
+            });
+        }
         let current = txn
             .known
             .iter()
@@ -714,12 +732,7 @@ fn check_batch(
         Some(StreamResult::Ok {
             response: StreamResponse::Batch { result },
         }) => result,
-        Some(StreamResult::Error { error }) => {
-            return Err(ClientError::Stream {
-                message: error.message,
-                code: error.code,
-            })
-        }
+        Some(StreamResult::Error { error }) => return Err(batch_error(error, layout, sqls)),
         other => {
             return Err(ClientError::Protocol(format!(
                 "expected a batch result, got {other:?}"
@@ -757,6 +770,35 @@ fn check_batch(
         None => Err(ClientError::Protocol(
             "Turso did not keep the transaction's stream open (no baton)".into(),
         )),
+    }
+}
+
+/// A whole batch refused: about the stream (expired, bad baton) it is transient; otherwise a
+/// statement of it could not even be prepared, which no retry fixes.
+fn batch_error(
+    error: hrana::HranaError,
+    layout: &hrana::BatchLayout,
+    sqls: &[String],
+) -> ClientError {
+    let code = error.code.clone().unwrap_or_default();
+    if code.contains("STREAM") || code.contains("BATON") || code.contains("PROTO") {
+        return ClientError::Stream {
+            message: error.message,
+            code: error.code,
+        };
+    }
+    let sql = sqls
+        .iter()
+        .skip(layout.first_stmt.saturating_sub(1).min(sqls.len()))
+        .find(|s| {
+            !s.starts_with("CREATE TABLE IF NOT EXISTS \"_pgturso")
+                && !s.contains("_pgturso_schema")
+        })
+        .or(sqls.first())
+        .map_or_else(String::new, |s| shorten(s));
+    ClientError::Statement {
+        message: error.message,
+        sql,
     }
 }
 

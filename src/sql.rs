@@ -338,7 +338,8 @@ fn key_predicate(table: &Table) -> String {
 }
 
 /// Matches one row on every old value, NULL-safe (`IS`), for REPLICA IDENTITY FULL without a key.
-fn full_row_match(table: &Table, old: &[Cell]) -> (String, Vec<Value>) {
+fn full_row_match(table: &Table, old: &[Cell]) -> Result<(String, Vec<Value>), PgTursoError> {
+    let rowid = rowid_alias(table)?;
     let cols = present(old);
     let preds: Vec<String> = cols
         .iter()
@@ -346,21 +347,42 @@ fn full_row_match(table: &Table, old: &[Cell]) -> (String, Vec<Value>) {
         .collect();
     let name = quote_ident(&table.turso_name);
     let sql = format!(
-        "rowid = (SELECT rowid FROM {name} WHERE {} LIMIT 1)",
+        "{rowid} = (SELECT {rowid} FROM {name} WHERE {} LIMIT 1)",
         if preds.is_empty() {
             "1".to_string()
         } else {
             preds.join(" AND ")
         }
     );
-    (sql, cols.iter().map(|&i| value(old, i)).collect())
+    Ok((sql, cols.iter().map(|&i| value(old, i)).collect()))
 }
 
 fn no_identity(table: &Table, op: &str) -> PgTursoError {
     PgTursoError::NoReplicaIdentity {
         table: table.display_name(),
+        quoted: format!(
+            "{}.{}",
+            quote_ident(&table.pg_schema),
+            quote_ident(&table.pg_name)
+        ),
         operation: op.to_string(),
     }
+}
+
+/// A name for SQLite's row id that no column of `table` shadows (a column may be named `rowid`).
+fn rowid_alias(table: &Table) -> Result<&'static str, PgTursoError> {
+    ["rowid", "_rowid_", "oid"]
+        .into_iter()
+        .find(|alias| {
+            !table
+                .columns
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(alias))
+        })
+        .ok_or_else(|| PgTursoError::SchemaChange {
+            table: table.display_name(),
+            what: "its columns named rowid, _rowid_ and oid hide SQLite's row id, which a table without key needs".into(),
+        })
 }
 
 fn update(table: &Table, old: Option<&[Cell]>, new: &[Cell]) -> Result<Op, PgTursoError> {
@@ -390,7 +412,7 @@ fn update(table: &Table, old: Option<&[Cell]>, new: &[Cell]) -> Result<Op, PgTur
         Some(old) if table.identity_full => {
             let cols = present(new);
             let (set, mut args) = set_clause(table, &cols, new);
-            let (pred, pred_args) = full_row_match(table, old);
+            let (pred, pred_args) = full_row_match(table, old)?;
             args.extend(pred_args);
             Ok(Op::Single(Stmt::new(
                 format!(
@@ -423,7 +445,7 @@ fn delete(table: &Table, old: Option<&[Cell]>) -> Result<Op, PgTursoError> {
     if !table.identity_full {
         return Err(no_identity(table, "DELETE"));
     }
-    let (pred, args) = full_row_match(table, old);
+    let (pred, args) = full_row_match(table, old)?;
     Ok(Op::Single(Stmt::new(
         format!("DELETE FROM {name} WHERE {pred}"),
         args,
@@ -646,6 +668,29 @@ mod tests {
         let (known, mut t) = known_and_table();
         t.key = vec![1];
         assert!(alter_table(&known, &t).is_err());
+    }
+
+    #[test]
+    fn a_column_named_rowid_does_not_capture_the_row_id() {
+        let mut t = table(vec![], true);
+        t.columns[0].name = "rowid".into();
+        let old = vec![v(Value::Integer(1)), v(Value::Null), v(Value::Null)];
+        let s = row_change(
+            &t,
+            &RowChange::Delete {
+                old: Some(old.clone()),
+            },
+        )
+        .unwrap();
+        assert!(
+            s.sql
+                .starts_with("DELETE FROM \"t\" WHERE _rowid_ = (SELECT _rowid_ FROM"),
+            "{}",
+            s.sql
+        );
+        t.columns[1].name = "_ROWID_".into();
+        t.columns[2].name = "oid".into();
+        assert!(row_change(&t, &RowChange::Delete { old: Some(old) }).is_err());
     }
 
     #[test]
