@@ -660,3 +660,27 @@ fn transactions_seen_by_the_copy_snapshot_are_skipped() {
     drop(r);
     assert_eq!(batches(&fake), 2);
 }
+
+#[test]
+fn a_refused_batch_is_a_statement_error_unless_it_is_about_the_stream() {
+    let layout = hrana::BatchLayout {
+        first_stmt: 1,
+        stmts: 2,
+        commit_step: None,
+    };
+    let sqls = vec![
+        "CREATE TABLE IF NOT EXISTS \"t\" (\"id\" INTEGER)".to_string(),
+        "INSERT INTO \"t\" (\"id\") VALUES (?)".to_string(),
+    ];
+    let err = |code: &str| hrana::HranaError {
+        message: "boom".into(),
+        code: Some(code.into()),
+    };
+    match super::batch_error(err("SQL_PARSE_ERROR"), &layout, &sqls) {
+        ClientError::Statement { sql, .. } => assert!(sql.starts_with("CREATE TABLE"), "{sql}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!super::batch_error(err("SQL_PARSE_ERROR"), &layout, &sqls).is_retryable());
+    let expired = super::batch_error(err("STREAM_EXPIRED"), &layout, &sqls);
+    assert!(matches!(expired, ClientError::Stream { .. }) && expired.is_retryable());
+}
