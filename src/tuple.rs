@@ -251,6 +251,51 @@ unsafe fn index_columns(index: pg_sys::Oid, by_attnum: &[Option<usize>]) -> Vec<
     }
 }
 
+/// Every attribute of `tuple` as (values, nulls). A tuple written before an ADD COLUMN has fewer
+/// attributes: the others get the column's "missing" value (its default then), as heap_getattr does.
+unsafe fn deform(
+    tupdesc: pg_sys::TupleDesc,
+    tuple: pg_sys::HeapTuple,
+) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+    // SAFETY: callers pass a valid tuple and its descriptor.
+    unsafe {
+        let natts = (*tupdesc).natts as usize;
+        let mut values = vec![pg_sys::Datum::from(0); natts];
+        let mut nulls = vec![true; natts];
+        pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        let stored = ((*(*tuple).t_data).t_infomask2 as u32 & pg_sys::HEAP_NATTS_MASK) as usize;
+        for att in stored..natts {
+            values[att] = pg_sys::getmissingattr(tupdesc, att as i32 + 1, &mut nulls[att]);
+        }
+        (values, nulls)
+    }
+}
+
+/// The replicated columns, reading column `i` from attribute `position(i)` of the deformed row.
+unsafe fn read_cells(
+    info: &RelInfo,
+    values: &[pg_sys::Datum],
+    nulls: &[bool],
+    position: impl Fn(usize, &ColumnReader) -> usize,
+) -> Result<Vec<Cell>, PgTursoError> {
+    info.readers
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let att = position(i, r);
+            if nulls[att] {
+                return Ok(Cell::Value(Value::Null));
+            }
+            // SAFETY: a non-null value of the column's type, from the deformed tuple.
+            unsafe { read(r, values[att]) }.map_err(|reason| PgTursoError::Value {
+                table: info.table.display_name(),
+                column: info.table.columns[i].name.clone(),
+                reason,
+            })
+        })
+        .collect()
+}
+
 /// The replicated columns of `tuple`, in `info.table.columns` order.
 ///
 /// # Safety
@@ -262,31 +307,8 @@ pub unsafe fn cells(
 ) -> Result<Vec<Cell>, PgTursoError> {
     // SAFETY: caller guarantees the tuple matches the descriptor.
     unsafe {
-        let natts = (*tupdesc).natts as usize;
-        let mut values = vec![pg_sys::Datum::from(0); natts];
-        let mut nulls = vec![true; natts];
-        pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        // A tuple written before an ADD COLUMN has fewer attributes: the others have the
-        // column's "missing" value (its default at the time), as heap_getattr returns.
-        let stored = ((*(*tuple).t_data).t_infomask2 as u32 & pg_sys::HEAP_NATTS_MASK) as usize;
-        for att in stored..natts {
-            values[att] = pg_sys::getmissingattr(tupdesc, att as i32 + 1, &mut nulls[att]);
-        }
-        info.readers
-            .iter()
-            .zip(&info.table.columns)
-            .map(|(r, col)| {
-                if nulls[r.att] {
-                    Ok(Cell::Value(Value::Null))
-                } else {
-                    read(r, values[r.att]).map_err(|reason| PgTursoError::Value {
-                        table: info.table.display_name(),
-                        column: col.name.clone(),
-                        reason,
-                    })
-                }
-            })
-            .collect()
+        let (values, nulls) = deform(tupdesc, tuple);
+        read_cells(info, &values, &nulls, |_, r| r.att)
     }
 }
 
@@ -314,21 +336,8 @@ pub unsafe fn query_cells(
                 ),
             });
         }
-        let mut values = vec![pg_sys::Datum::from(0); natts];
-        let mut nulls = vec![true; natts];
-        pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        (0..natts)
-            .map(|i| {
-                if nulls[i] {
-                    return Ok(Cell::Value(Value::Null));
-                }
-                read(&info.readers[i], values[i]).map_err(|reason| PgTursoError::Value {
-                    table: info.table.display_name(),
-                    column: info.table.columns[i].name.clone(),
-                    reason,
-                })
-            })
-            .collect()
+        let (values, nulls) = deform(tupdesc, tuple);
+        read_cells(info, &values, &nulls, |i, _| i)
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::setup_slot as setup;
+
 use std::time::{Duration, Instant};
 
 use common::proxy::{Action, Proxy};
@@ -20,18 +22,6 @@ fn changes_at(
 
 fn changes(c: &mut postgres::Client, slot: &str, s: &Sqld) -> Result<Vec<String>, postgres::Error> {
     changes_at(c, slot, &s.url(), s.token())
-}
-
-/// A fresh database with a pgturso slot named after it.
-fn setup(name: &str) -> (postgres::Client, String) {
-    let mut c = pg().fresh_db(name);
-    let slot = format!("slot_{name}");
-    c.batch_execute(&format!(
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}';
-         SELECT pg_create_logical_replication_slot('{slot}', 'pgturso')"
-    ))
-    .unwrap();
-    (c, slot)
 }
 
 fn exec_each(c: &mut postgres::Client, stmts: &[&str]) {

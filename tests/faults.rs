@@ -12,15 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::proxy::{Action, Proxy};
 use common::{db_error, get_changes, pg, pg_rows, Sqld};
-use serde_json::{json, Value as Json};
 
 fn setup(name: &str) -> (postgres::Client, String) {
-    let mut c = pg().fresh_db(name);
-    let slot = format!("slot_{name}");
-    c.batch_execute(&format!(
-        "SELECT pg_create_logical_replication_slot('{slot}', 'pgturso')"
-    ))
-    .unwrap();
+    let (mut c, slot) = common::setup_slot(name);
     c.batch_execute(
         "CREATE TABLE k(id int primary key, v text, n int);
          CREATE TABLE log(n int, v text);
@@ -32,19 +26,6 @@ fn setup(name: &str) -> (postgres::Client, String) {
 
 /// Turso equals PostgreSQL: the keyed table row by row, the keyless one as a multiset.
 fn assert_exact(c: &mut postgres::Client, sqld: &Sqld) {
-    let text = |rows: Vec<Vec<Json>>| -> Vec<Vec<Option<String>>> {
-        rows.into_iter()
-            .map(|r| {
-                r.into_iter()
-                    .map(|v| match v {
-                        Json::Null => None,
-                        Json::String(s) => Some(s),
-                        other => Some(other.to_string()),
-                    })
-                    .collect()
-            })
-            .collect()
-    };
     for (sql, what) in [
         ("SELECT id, v, n FROM k ORDER BY id", "keyed table"),
         (
@@ -58,7 +39,7 @@ fn assert_exact(c: &mut postgres::Client, sqld: &Sqld) {
         } else {
             "log"
         }) {
-            text(sqld.query(sql))
+            sqld.query_text(sql)
         } else {
             vec![]
         };
@@ -315,7 +296,6 @@ fn randomized_rounds_of_faults_end_in_an_exact_mirror() {
         assert_exact(&mut c, &sqld);
     }
     eprintln!("randomized faults: {rounds} rounds, {failures} failed calls, 0 mismatches");
-    assert!(json!(failures).is_number());
 }
 
 #[test]

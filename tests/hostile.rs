@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::setup_slot as setup;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,18 +52,6 @@ fn remember_secret(s: &str) {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// A fresh database with a pgturso slot named after it.
-fn setup(name: &str) -> (Client, String) {
-    let mut c = pg().fresh_db(name);
-    let slot = format!("slot_{name}");
-    c.batch_execute(&format!(
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}';
-         SELECT pg_create_logical_replication_slot('{slot}', 'pgturso')"
-    ))
-    .unwrap();
-    (c, slot)
-}
 
 /// `pg_logical_slot_get_changes` with the options as a bound parameter, so that tokens never
 /// enter the statement text (PostgreSQL logs statement text with its own errors).
@@ -221,18 +211,7 @@ impl Cases {
 
 /// sqld rows rendered as text like `pg_rows` does (blobs as `blob:<base64>`).
 fn turso_text(sqld: &Sqld, sql: &str) -> Vec<Vec<Option<String>>> {
-    sqld.query(sql)
-        .into_iter()
-        .map(|r| {
-            r.into_iter()
-                .map(|v| match v {
-                    Json::Null => None,
-                    Json::String(s) => Some(s),
-                    other => Some(other.to_string()),
-                })
-                .collect()
-        })
-        .collect()
+    sqld.query_text(sql)
 }
 
 fn turso_tables(sqld: &Sqld) -> Vec<String> {

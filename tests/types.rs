@@ -3,18 +3,10 @@
 
 mod common;
 
-use common::{get_changes, pg, pg_rows, Sqld};
-use serde_json::{json, Value as Json};
+use common::setup_slot as setup;
 
-fn setup(name: &str) -> (postgres::Client, String) {
-    let mut c = pg().fresh_db(name);
-    let slot = format!("slot_{name}");
-    c.batch_execute(&format!(
-        "SELECT pg_create_logical_replication_slot('{slot}', 'pgturso')"
-    ))
-    .unwrap();
-    (c, slot)
-}
+use common::{get_changes, pg_rows, Sqld};
+use serde_json::{json, Value as Json};
 
 fn one(c: &mut postgres::Client, sql: &str) -> String {
     pg_rows(c, sql)[0][0].clone().unwrap_or_default()
@@ -266,19 +258,7 @@ fn assert_same_table(c: &mut postgres::Client, sqld: &Sqld, pg_table: &str, turs
         .collect::<Vec<_>>()
         .join(", ");
     let pg_side = pg_rows(c, &format!("SELECT {list} FROM {pg_table} ORDER BY 1"));
-    let turso: Vec<Vec<Option<String>>> = sqld
-        .query(&format!("SELECT {list} FROM \"{turso_table}\" ORDER BY 1"))
-        .into_iter()
-        .map(|r| {
-            r.into_iter()
-                .map(|v| match v {
-                    Json::Null => None,
-                    Json::String(s) => Some(s),
-                    other => Some(other.to_string()),
-                })
-                .collect()
-        })
-        .collect();
+    let turso = sqld.query_text(&format!("SELECT {list} FROM \"{turso_table}\" ORDER BY 1"));
     assert_eq!(turso, pg_side, "rows of {turso_table}");
 }
 

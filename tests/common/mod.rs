@@ -396,6 +396,36 @@ pub fn http_post(port: u16, path: &str, token: Option<&str>, body: &str) -> (u16
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A fresh database with a pgturso slot named `slot_<name>`.
+pub fn setup_slot(name: &str) -> (postgres::Client, String) {
+    let mut c = pg().fresh_db(name);
+    let slot = format!("slot_{name}");
+    c.batch_execute(&format!(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}';
+         SELECT pg_create_logical_replication_slot('{slot}', 'pgturso')"
+    ))
+    .unwrap();
+    (c, slot)
+}
+
+impl Sqld {
+    /// Rows of a query on sqld rendered as text like [`pg_rows`] does (NULL as None).
+    pub fn query_text(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.query(sql)
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .map(|v| match v {
+                        Json::Null => None,
+                        Json::String(s) => Some(s),
+                        other => Some(other.to_string()),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 /// Rows of a PostgreSQL query, each column rendered as text (NULL as None).
 pub fn pg_rows(c: &mut postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
     c.simple_query(sql)
