@@ -418,3 +418,96 @@ fn a_renamed_table_keeps_its_slot_and_is_not_copied_again() {
     assert_eq!(count(&sqld, "t2"), 101);
     assert!(!sqld.table_exists("t"), "the Turso table was renamed");
 }
+
+/// The README's least-privilege role, used for real: a non-superuser replicates through the SQL
+/// API, another role cannot read the token, and at debug5 the token never reaches the log.
+#[test]
+fn least_privilege_role_and_no_token_in_the_log_at_debug5() {
+    let sqld = Sqld::start("lp", true);
+    let mut c = pg().fresh_db("lp");
+    let token = sqld.token().to_string();
+    c.batch_execute(&format!(
+        "DROP ROLE IF EXISTS lp_sync; DROP ROLE IF EXISTS lp_other;
+         CREATE EXTENSION IF NOT EXISTS pgturso;
+         CREATE ROLE lp_sync LOGIN REPLICATION;
+         CREATE ROLE lp_other LOGIN;
+         GRANT USAGE, CREATE ON SCHEMA pgturso TO lp_sync;
+         GRANT SELECT, INSERT, UPDATE, DELETE ON pgturso.replications TO lp_sync;
+         GRANT EXECUTE ON ALL ROUTINES IN SCHEMA pgturso TO lp_sync;
+         GRANT SELECT ON turso_replication_status TO lp_sync;
+         CREATE TABLE t(id int primary key, v text);
+         INSERT INTO t VALUES (1, 'a');
+         GRANT SELECT ON t TO lp_sync;
+         CREATE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{url}' $$;
+         CREATE TABLE turso_secret(token text NOT NULL);
+         INSERT INTO turso_secret VALUES ('{token}');
+         CREATE FUNCTION turso_token() RETURNS text LANGUAGE sql STABLE SECURITY DEFINER
+             SET search_path = pg_catalog AS $$ SELECT token FROM public.turso_secret $$;
+         REVOKE ALL ON FUNCTION turso_token() FROM PUBLIC;
+         GRANT EXECUTE ON FUNCTION turso_token() TO lp_sync;",
+        url = sqld.url()
+    ))
+    .unwrap();
+    let connect = |user: &str| {
+        postgres::Client::connect(
+            &format!("host=127.0.0.1 port={} user={user} dbname=lp", pg().port),
+            postgres::NoTls,
+        )
+        .unwrap()
+    };
+    let mut sync = connect("lp_sync");
+    assert_eq!(
+        one(&mut sync, "SELECT turso_replicate_table('t')").unwrap(),
+        "1"
+    );
+    sync.batch_execute("INSERT INTO t VALUES (2, 'b')")
+        .unwrap_err(); // may read, not write
+    c.batch_execute("INSERT INTO t VALUES (2, 'b')").unwrap();
+    assert_eq!(
+        one(&mut sync, "SELECT turso_replicate_table('t')").unwrap(),
+        "1"
+    );
+    assert_eq!(count(&sqld, "t"), 2);
+    let mut other = connect("lp_other");
+    let err = other.batch_execute("SELECT turso_token()").unwrap_err();
+    assert_eq!(db_error(&err).0, "42501");
+    let err = other
+        .batch_execute("SELECT * FROM turso_secret")
+        .unwrap_err();
+    assert_eq!(db_error(&err).0, "42501");
+    // debug5, through the SQL API: the token is neither in the statements nor in any log line.
+    c.batch_execute("SET log_min_messages = debug5; SET log_min_error_statement = debug5")
+        .unwrap();
+    c.batch_execute("INSERT INTO t VALUES (3, 'c')").unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('t')").unwrap(),
+        "1"
+    );
+    sqld_stop_and_fail(&mut c);
+    drop((sync, other, c));
+    std::thread::sleep(Duration::from_millis(300));
+    let log = pg().server_log();
+    assert!(
+        log.contains("turso_replicate_table"),
+        "debug5 statements were logged"
+    );
+    let leaks: Vec<&str> = log.lines().filter(|l| l.contains(&token)).collect();
+    assert!(leaks.is_empty(), "token in the server log: {leaks:#?}");
+    let mut admin = pg().connect("postgres");
+    admin
+        .batch_execute("DROP DATABASE lp WITH (FORCE); DROP ROLE lp_sync; DROP ROLE lp_other")
+        .ok();
+}
+
+/// A failing run at debug5 (Turso unreachable): its error is logged, without the token.
+fn sqld_stop_and_fail(c: &mut postgres::Client) {
+    c.batch_execute(
+        "CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT 'http://127.0.0.1:1/' $$;
+         INSERT INTO t VALUES (4, 'd')",
+    )
+    .unwrap();
+    let err = c
+        .batch_execute("SELECT turso_replicate_table('t')")
+        .unwrap_err();
+    assert_eq!(db_error(&err).0, "08006");
+}
