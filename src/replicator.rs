@@ -6,7 +6,7 @@
 //! LSN are skipped, so re-decoding after a failure never applies anything twice. Plain Rust: the
 //! transport is a trait, so this is tested without a network.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
@@ -110,8 +110,8 @@ struct Txn {
     stream: Option<Stream>,
     /// At most one request in flight; it must be answered before the next one (its baton).
     pending_request: Option<Pending>,
-    /// Tables created or altered by this transaction, remembered only once it commits.
-    created: Vec<String>,
+    /// (source table, shape) created or altered by this transaction, remembered once it commits.
+    created: Vec<(String, String)>,
     known: Vec<(String, KnownTable)>,
 }
 
@@ -122,7 +122,8 @@ pub struct Replicator<T: Transport> {
     slot: String,
     limits: Limits,
     applied_lsn: Option<Option<u64>>,
-    ensured: HashSet<String>,
+    /// The shape each source table has in Turso, as far as this session made sure of it.
+    ensured: HashMap<String, String>,
     /// Table shapes in Turso by source table (`_pgturso_schema`), read once per session.
     known: Option<HashMap<String, KnownTable>>,
     /// Transactions this snapshot sees are in an initial copy already.
@@ -138,7 +139,7 @@ impl<T: Transport> Replicator<T> {
             slot,
             limits,
             applied_lsn: None,
-            ensured: HashSet::new(),
+            ensured: HashMap::new(),
             known: None,
             skip_snapshot: None,
             txn: None,
@@ -316,7 +317,16 @@ impl<T: Transport> Replicator<T> {
             serde_json::to_string(&wanted).expect("plain data serializes")
         );
         let txn = self.txn.as_ref().expect("inside a transaction");
-        if self.ensured.contains(&sig) || txn.created.contains(&sig) {
+        // The table's latest shape, in this transaction or before: a table can go back to an
+        // earlier shape (a column renamed back), which then needs ALTERs again.
+        let latest = txn
+            .created
+            .iter()
+            .rev()
+            .find(|(source, _)| *source == table.source)
+            .map(|(_, sig)| sig)
+            .or_else(|| self.ensured.get(&table.source));
+        if latest == Some(&sig) {
             return Ok(());
         }
         if self.known.is_none() {
@@ -360,7 +370,7 @@ impl<T: Transport> Replicator<T> {
             stmts.push(schema_upsert(&self.system_id, &table.source, &wanted));
         }
         let txn = self.txn.as_mut().expect("inside a transaction");
-        txn.created.push(sig);
+        txn.created.push((table.source.clone(), sig));
         txn.known.push((table.source.clone(), wanted));
         for stmt in stmts {
             self.push(stmt)?;

@@ -684,3 +684,32 @@ fn a_refused_batch_is_a_statement_error_unless_it_is_about_the_stream() {
     let expired = super::batch_error(err("STREAM_EXPIRED"), &layout, &sqls);
     assert!(matches!(expired, ClientError::Stream { .. }) && expired.is_retryable());
 }
+
+#[test]
+fn a_table_going_back_to_an_earlier_shape_is_altered_back() {
+    let mut fake = Fake::default();
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
+    let mut renamed = table();
+    renamed.columns[1].name = "w".into();
+    for (lsn, t) in [(0x100, table()), (0x200, renamed), (0x300, table())] {
+        r.begin(lsn, 1);
+        r.change(&t, &insert(lsn as i64)).unwrap();
+        r.commit().unwrap();
+    }
+    drop(r);
+    let alters: Vec<String> = txns(&fake)
+        .iter()
+        .flat_map(|(_, b)| steps(b))
+        .map(|s| s["stmt"]["sql"].as_str().unwrap().to_string())
+        .filter(|s| s.starts_with("ALTER TABLE"))
+        .collect();
+    assert_eq!(
+        alters,
+        [
+            "ALTER TABLE \"t\" RENAME COLUMN \"v\" TO \"_pgturso_renaming_2\"",
+            "ALTER TABLE \"t\" RENAME COLUMN \"_pgturso_renaming_2\" TO \"w\"",
+            "ALTER TABLE \"t\" RENAME COLUMN \"w\" TO \"_pgturso_renaming_2\"",
+            "ALTER TABLE \"t\" RENAME COLUMN \"_pgturso_renaming_2\" TO \"v\"",
+        ]
+    );
+}
