@@ -93,6 +93,8 @@ pub struct Table {
     pub key_is_primary: bool,
     /// REPLICA IDENTITY FULL: old tuples carry every column.
     pub identity_full: bool,
+    /// The Turso shape of this table as text, computed once (see `Replicator::ensure_table`).
+    pub shape: std::cell::OnceCell<String>,
 }
 
 impl Table {

@@ -310,12 +310,14 @@ impl<T: Transport> Replicator<T> {
     /// Makes sure the Turso table exists with `table`'s shape before its data: created when new,
     /// altered (in this same Turso transaction) when the PostgreSQL table changed.
     fn ensure_table(&mut self, table: &Table) -> Result<(), PgTursoError> {
-        let wanted = KnownTable::of(table);
-        let sig = format!(
-            "{} {}",
-            table.source,
-            serde_json::to_string(&wanted).expect("plain data serializes")
-        );
+        // Computed once per table description, not per change.
+        let sig = table.shape.get_or_init(|| {
+            format!(
+                "{} {}",
+                table.source,
+                serde_json::to_string(&KnownTable::of(table)).expect("plain data serializes")
+            )
+        });
         let txn = self.txn.as_ref().expect("inside a transaction");
         // The table's latest shape, in this transaction or before: a table can go back to an
         // earlier shape (a column renamed back), which then needs ALTERs again.
@@ -326,9 +328,11 @@ impl<T: Transport> Replicator<T> {
             .find(|(source, _)| *source == table.source)
             .map(|(_, sig)| sig)
             .or_else(|| self.ensured.get(&table.source));
-        if latest == Some(&sig) {
+        if latest == Some(sig) {
             return Ok(());
         }
+        let sig = sig.clone();
+        let wanted = KnownTable::of(table);
         if self.known.is_none() {
             let loaded =
                 self.retrying(Self::read_known)

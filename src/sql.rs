@@ -481,6 +481,7 @@ mod tests {
             key,
             key_is_primary: true,
             identity_full: full,
+            shape: Default::default(),
         }
     }
 

@@ -185,6 +185,7 @@ unsafe fn describe(rel: pg_sys::Relation) -> Result<RelInfo, PgTursoError> {
                 key_is_primary: key_is_primary && !key.is_empty(),
                 key,
                 identity_full: replident == b'f',
+                shape: Default::default(),
             },
             readers,
         })

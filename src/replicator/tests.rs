@@ -146,6 +146,7 @@ fn table() -> Table {
         key: vec![0],
         key_is_primary: true,
         identity_full: false,
+        shape: Default::default(),
     }
 }
 
