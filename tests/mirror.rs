@@ -1,7 +1,20 @@
-//! Differential mirror test: a seeded random workload of transactions (rolled back ones, savepoints
-//! rolled back, key changes, unchanged TOAST, TRUNCATE, schema changes) over every mapped type,
-//! replicated with `pg_logical_slot_get_changes` in rounds, after each of which EVERY PostgreSQL
-//! row is compared with its Turso row through the documented type map.
+//! Differential mirror test: a seeded random workload replicated with
+//! `pg_logical_slot_get_changes` in rounds, after each of which EVERY PostgreSQL row is compared
+//! with its Turso row through the documented type map.
+//!
+//! Tables: int4 key, composite (int4, text) key, int8 key, and a keyless REPLICA IDENTITY FULL
+//! table, each with a column of every mapped type (int2/4/8, bool, float4/8, numeric, text,
+//! varchar, bytea, date, timestamp, timestamptz, uuid, jsonb, int[], text[], interval) and a text
+//! column with STORAGE EXTERNAL for TOAST-sized values. Transactions (some rolled back, some with
+//! a savepoint rolled back, some autocommit) insert (multi-row, upserts, bulk), update (single
+//! rows, ranges, key changes, key shifts, leaving TOASTed values alone), delete, truncate, and
+//! change the schema (ADD COLUMN with and without default, DROP COLUMN, RENAME COLUMN including
+//! key columns and name swaps, RENAME TO), with NULLs, multi-byte text, emoji, quotes,
+//! backslashes and control characters, 10-20 KB values, NaN and infinities, 1000-digit and NaN
+//! numerics, bytea with zero bytes, empty strings and arrays, arrays with NULLs. Decoding calls
+//! use random `max_request_records` / `max_request_bytes`, sometimes `upto_nchanges` (several
+//! sessions per round) and sometimes the smallest `logical_decoding_work_mem` (spilling), under
+//! changing session time zones.
 //!
 //! Environment:
 //! - `PGTURSO_MIRROR_SEED`: the PRNG seed (decimal or 0x-hex); default fixed. Same seed, same
@@ -12,11 +25,11 @@
 //! - `PGTURSO_MIRROR_AVOID`: comma-separated workload features to leave out, to look past a
 //!   known failure:
 //!   - `shape-repeats`: by default a table often gets a shape back that it had earlier in the
-//!     same decoding call (a column renamed back, two names swapped back, a column added and
-//!     dropped again); with this, renames always pick a never-used name, names are never
-//!     swapped, and a column added in a round is not dropped in that round.
-//!   - `rowid`: by default a column of the keyless table is now and then renamed `rowid` /
-//!     `RowId`, names SQLite gives a meaning to.
+//!     same decoding call (a column or the table renamed back, two names swapped back, a column
+//!     added and dropped again); with this, renames always pick a never-used name, names are
+//!     never swapped, and a column added in a round is not dropped in that round.
+//!   - `rowid`: by default a column of the keyless table is now and then renamed `rowid`,
+//!     `RowId`, `_rowid_` or `OID`, the names of SQLite's row id (at most two at a time).
 //!
 //! The expected Turso value of each PostgreSQL value is computed in PostgreSQL by one SQL
 //! expression per type (README "What arrives in Turso"); Turso values are read with their SQLite
@@ -910,6 +923,8 @@ struct Col {
 
 #[derive(Clone, Debug)]
 struct Tab {
+    /// The name the table was created with (renames draw from names made of it).
+    base: String,
     name: String,
     kind: Kind,
     cols: Vec<Col>,
@@ -963,6 +978,8 @@ struct Stats {
     failed_risky: u64,
     statements: u64,
     big_values: u64,
+    /// Renames to a name of SQLite's row id (`rowid`, `_rowid_`, `oid`).
+    rowid_names: u64,
 }
 
 /// What one operation did, counted only if it commits.
@@ -979,19 +996,52 @@ impl std::ops::AddAssign for Done {
     }
 }
 
+/// With `PGTURSO_MIRROR_LOG=<file>`, every statement the test runs, in order, as a SQL script
+/// (decoding calls included), to replay or minimise a failure.
+struct Log(Option<std::io::BufWriter<std::fs::File>>);
+
+impl Log {
+    fn open() -> Log {
+        Log(std::env::var("PGTURSO_MIRROR_LOG").ok().map(|path| {
+            std::io::BufWriter::new(
+                std::fs::File::create(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+            )
+        }))
+    }
+
+    fn line(&mut self, sql: &str) {
+        if let Some(w) = &mut self.0 {
+            use std::io::Write as _;
+            writeln!(w, "{sql};").unwrap();
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(w) = &mut self.0 {
+            use std::io::Write as _;
+            w.flush().unwrap();
+        }
+    }
+}
+
 struct Gen {
     rng: Rng,
+    log: Log,
     tables: Vec<Tab>,
     /// Never give a table a shape it had earlier in the round: renames never reuse a name, no
     /// swaps, columns added in the round are not dropped in it.
     fresh_names: bool,
     /// (table, column base name) of the columns added in this round.
     added: Vec<(usize, String)>,
-    /// Never name a column `rowid`.
+    /// Tables with a column renamed after the row id in this round.
+    rowid_round: Vec<usize>,
+    /// Never name a column after SQLite's row id.
     no_rowid: bool,
     renames: u64,
-    /// (table, column base name) of columns renamed lately.
-    recent: Vec<(usize, String)>,
+    /// (table, column base name, previous name) of columns renamed lately.
+    recent: Vec<(usize, String, String)>,
+    /// (table, column base names) of the last pair of names swapped in each table.
+    swapped: Vec<(usize, String, String)>,
     stats: Stats,
     in_txn: bool,
 }
@@ -1024,6 +1074,7 @@ impl Gen {
                 cols.push(col(&base, ty, false));
             }
             tables.push(Tab {
+                base: name.into(),
                 name: name.into(),
                 kind,
                 cols,
@@ -1031,18 +1082,21 @@ impl Gen {
         }
         Gen {
             rng: Rng(seed),
+            log: Log::open(),
             tables,
             fresh_names,
             added: Vec::new(),
+            rowid_round: Vec::new(),
             no_rowid,
             renames: 0,
             recent: Vec::new(),
+            swapped: Vec::new(),
             stats: Stats::default(),
             in_txn: false,
         }
     }
 
-    fn create_tables(&self, c: &mut postgres::Client) {
+    fn create_tables(&mut self, c: &mut postgres::Client) {
         for t in &self.tables {
             let mut defs: Vec<String> = t
                 .cols
@@ -1065,6 +1119,7 @@ impl Gen {
             if t.kind == Kind::Full {
                 write!(sql, "ALTER TABLE {} REPLICA IDENTITY FULL;", t.q()).unwrap();
             }
+            self.log.line(&sql);
             c.batch_execute(&sql)
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
@@ -1072,8 +1127,16 @@ impl Gen {
 
     // --- statement execution ---
 
+    /// Transaction control and other statements that cannot fail.
+    fn batch(&mut self, c: &mut postgres::Client, sql: &str) {
+        self.log.line(sql);
+        c.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     fn exec(&mut self, c: &mut postgres::Client, sql: &str) -> u64 {
         self.stats.statements += 1;
+        self.log.line(sql);
         c.execute(sql, &[])
             .unwrap_or_else(|e| panic!("generated statement failed: {e}\n{}", shorten(sql, 2000)))
     }
@@ -1082,12 +1145,13 @@ impl Gen {
     fn exec_risky(&mut self, c: &mut postgres::Client, sql: &str) -> u64 {
         self.stats.statements += 1;
         if self.in_txn {
-            c.batch_execute("SAVEPOINT risky").unwrap();
+            self.batch(c, "SAVEPOINT risky");
         }
+        self.log.line(sql);
         match c.execute(sql, &[]) {
             Ok(n) => {
                 if self.in_txn {
-                    c.batch_execute("RELEASE SAVEPOINT risky").unwrap();
+                    self.batch(c, "RELEASE SAVEPOINT risky");
                 }
                 n
             }
@@ -1101,8 +1165,7 @@ impl Gen {
                 );
                 self.stats.failed_risky += 1;
                 if self.in_txn {
-                    c.batch_execute("ROLLBACK TO SAVEPOINT risky; RELEASE SAVEPOINT risky")
-                        .unwrap();
+                    self.batch(c, "ROLLBACK TO SAVEPOINT risky; RELEASE SAVEPOINT risky");
                 }
                 0
             }
@@ -1111,6 +1174,7 @@ impl Gen {
 
     fn ddl(&mut self, c: &mut postgres::Client, sql: &str) {
         self.stats.statements += 1;
+        self.log.line(sql);
         c.batch_execute(sql)
             .unwrap_or_else(|e| panic!("generated DDL failed: {e}\n{sql}"));
     }
@@ -1556,23 +1620,46 @@ impl Gen {
     }
 
     /// A new name for a column: from a small pool (so names come back), or a fresh one.
-    fn new_name(&mut self, t: &Tab, col: &Col) -> Option<String> {
-        if self.fresh_names {
+    fn new_name(&mut self, ti: usize, col: &Col) -> Option<String> {
+        let t = &self.tables[ti];
+        // SQLite gives the row id's names a meaning (case-insensitively): a keyless table needs
+        // one a column does not hide, so at most two of them are used at a time. With
+        // `shape-repeats` avoided, at most once per table and round (so no name comes back).
+        let aliases = ["rowid", "_rowid_", "oid"];
+        let hidden = aliases.iter().filter(|a| t.has_name(a)).count();
+        let used_this_round = self.fresh_names && self.rowid_round.contains(&ti);
+        let rowid_ok = t.kind == Kind::Full
+            && !col.protected
+            && !self.no_rowid
+            && hidden < 2
+            && !aliases.iter().any(|a| col.name.eq_ignore_ascii_case(a))
+            && !used_this_round;
+        let name = if rowid_ok && self.rng.chance(0.3) {
+            if self.fresh_names {
+                self.rowid_round.push(ti);
+            }
+            self.rng
+                .pick(&["rowid", "RowId", "_rowid_", "OID"])
+                .to_string()
+        } else if self.fresh_names {
             self.renames += 1;
-            return Some(format!("{}_r{}", col.base, self.renames));
+            format!("{}_r{}", col.base, self.renames)
+        } else {
+            let pool = [
+                col.base.clone(),
+                format!("{}_x", col.base),
+                format!("{} É", col.base),
+                format!("{}\"q", col.base),
+            ];
+            self.rng.pick(&pool).clone()
+        };
+        if self.tables[ti].has_name(&name) {
+            return None;
         }
-        let mut pool = vec![
-            col.base.clone(),
-            format!("{}_x", col.base),
-            format!("{} É", col.base),
-            format!("{}\"q", col.base),
-        ];
-        if t.kind == Kind::Full && !col.protected && !self.no_rowid && self.rng.chance(0.1) {
-            // SQLite gives these names a meaning (the rowid alias is case-insensitive).
-            pool = vec!["rowid".into(), "RowId".into()];
+        if aliases.iter().any(|a| name.eq_ignore_ascii_case(a)) {
+            self.stats.rowid_names += 1;
         }
-        let name = self.rng.pick(&pool).clone();
-        (!t.has_name(&name)).then_some(name)
+        Some(name)
     }
 
     /// A schema change on table `ti`, followed in the same transaction by a row change of that
@@ -1587,12 +1674,13 @@ impl Gen {
             .filter(|(_, c)| !self.fresh_names || !self.added.contains(&(ti, c.base.clone())))
             .map(|(i, _)| i)
             .collect();
-        // add, drop, rename, swap names
+        // add, drop, rename, swap names (never with shape-repeats avoided), rename the table
         let what = self.rng.weighted(&[
             if t.cols.len() < MAX_COLS { 3 } else { 0 },
             if droppable.len() > 3 { 2 } else { 0 },
             3,
-            2,
+            if self.fresh_names { 0 } else { 2 },
+            1,
         ]);
         let mut touched = None;
         match what {
@@ -1640,7 +1728,18 @@ impl Gen {
                 touched = Some(base);
             }
             1 => {
-                let i = *self.rng.pick(&droppable);
+                // DROP COLUMN: by default often of a column added in this round, which gives the
+                // table a shape back it had earlier in the round.
+                let added: Vec<usize> = droppable
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.added.contains(&(ti, t.cols[i].base.clone())))
+                    .collect();
+                let i = if !added.is_empty() && self.rng.chance(0.5) {
+                    *self.rng.pick(&added)
+                } else {
+                    *self.rng.pick(&droppable)
+                };
                 let name = t.cols[i].name.clone();
                 self.ddl(
                     c,
@@ -1648,67 +1747,104 @@ impl Gen {
                 );
                 self.tables[ti].cols.remove(i);
             }
-            2 | 3 => {
-                // RENAME COLUMN, key columns included; `3` swaps two names. Columns renamed
-                // recently are likely picked again, so names come back within one decoding call.
-                let recent: Vec<usize> = self
-                    .recent
-                    .iter()
-                    .filter(|(rt, _)| *rt == ti)
-                    .filter_map(|(_, base)| t.cols.iter().position(|c| &c.base == base))
-                    .collect();
-                let pick_col = |g: &mut Gen| {
-                    if !recent.is_empty() && g.rng.chance(0.6) {
-                        *g.rng.pick(&recent)
-                    } else {
-                        g.rng.below(t.cols.len() as u64) as usize
+            2 => {
+                // RENAME COLUMN, key columns included: by default often a column renamed lately
+                // gets its previous name back.
+                let back: Vec<(usize, String)> = if self.fresh_names {
+                    Vec::new()
+                } else {
+                    self.recent
+                        .iter()
+                        .filter(|r| r.0 == ti)
+                        .filter_map(|(_, base, prev)| {
+                            let i = t.cols.iter().position(|c| &c.base == base)?;
+                            (!t.has_name(prev)).then(|| (i, prev.clone()))
+                        })
+                        .collect()
+                };
+                let (i, to) = if !back.is_empty() && self.rng.chance(0.5) {
+                    self.rng.pick(&back).clone()
+                } else {
+                    let i = self.rng.below(t.cols.len() as u64) as usize;
+                    match self.new_name(ti, &t.cols[i]) {
+                        Some(to) => (i, to),
+                        None => return Done::default(),
                     }
                 };
-                let i = pick_col(self);
-                let j = pick_col(self);
-                for k in [i, j] {
-                    self.recent.push((ti, t.cols[k].base.clone()));
-                }
-                if self.recent.len() > 8 {
-                    self.recent.drain(..self.recent.len() - 8);
-                }
                 let from = t.cols[i].name.clone();
-                if what == 3 {
-                    if i == j || self.fresh_names {
-                        return Done::default();
-                    }
-                    let other = t.cols[j].name.clone();
-                    let tmp = format!("swap_tmp_{}", self.rng.below(1_000_000));
-                    self.ddl(
-                        c,
-                        &format!(
-                            "ALTER TABLE {q} RENAME COLUMN {a} TO {t}; ALTER TABLE {q} RENAME COLUMN {b} TO {a}; ALTER TABLE {q} RENAME COLUMN {t} TO {b}",
-                            q = t.q(),
-                            a = qi(&from),
-                            b = qi(&other),
-                            t = qi(&tmp)
-                        ),
-                    );
-                    let cols = &mut self.tables[ti].cols;
-                    cols[i].name = other.clone();
-                    cols[j].name = from;
-                    touched = Some(other);
-                } else {
-                    let Some(to) = self.new_name(&t, &t.cols[i]) else {
-                        return Done::default();
-                    };
-                    self.ddl(
-                        c,
-                        &format!(
-                            "ALTER TABLE {} RENAME COLUMN {} TO {}",
-                            t.q(),
-                            qi(&from),
-                            qi(&to)
-                        ),
-                    );
-                    self.tables[ti].cols[i].name = to.clone();
-                    touched = Some(to);
+                self.ddl(
+                    c,
+                    &format!(
+                        "ALTER TABLE {} RENAME COLUMN {} TO {}",
+                        t.q(),
+                        qi(&from),
+                        qi(&to)
+                    ),
+                );
+                self.recent.push((ti, t.cols[i].base.clone(), from));
+                if self.recent.len() > 8 {
+                    self.recent.remove(0);
                 }
+                self.tables[ti].cols[i].name = to.clone();
+                touched = Some(to);
+            }
+            3 => {
+                // Swap two names (through a temporary one): by default often the pair swapped
+                // last, which swaps the names back.
+                let pos = |base: &String| t.cols.iter().position(|c| &c.base == base);
+                let again = self
+                    .swapped
+                    .iter()
+                    .filter(|s| s.0 == ti)
+                    .find_map(|(_, a, b)| Some((pos(a)?, pos(b)?)));
+                let (i, j) = match again {
+                    Some(pair) if self.rng.chance(0.5) => pair,
+                    _ => (
+                        self.rng.below(t.cols.len() as u64) as usize,
+                        self.rng.below(t.cols.len() as u64) as usize,
+                    ),
+                };
+                if i == j {
+                    return Done::default();
+                }
+                let (a, b) = (t.cols[i].name.clone(), t.cols[j].name.clone());
+                let tmp = format!("swap_tmp_{}", self.rng.below(1_000_000));
+                self.ddl(
+                    c,
+                    &format!(
+                        "ALTER TABLE {q} RENAME COLUMN {a} TO {t}; ALTER TABLE {q} RENAME COLUMN {b} TO {a}; ALTER TABLE {q} RENAME COLUMN {t} TO {b}",
+                        q = t.q(),
+                        a = qi(&a),
+                        b = qi(&b),
+                        t = qi(&tmp)
+                    ),
+                );
+                self.swapped.retain(|s| s.0 != ti);
+                self.swapped
+                    .push((ti, t.cols[i].base.clone(), t.cols[j].base.clone()));
+                let cols = &mut self.tables[ti].cols;
+                cols[i].name = b.clone();
+                cols[j].name = a;
+                touched = Some(b);
+            }
+            4 => {
+                // RENAME TO: by default among three names (so a table gets its name back).
+                let to = if self.fresh_names {
+                    self.renames += 1;
+                    format!("{}_t{}", t.base, self.renames)
+                } else {
+                    let pool = [
+                        t.base.clone(),
+                        format!("{}_b", t.base),
+                        format!("{} Ü", t.base),
+                    ];
+                    self.rng.pick(&pool).clone()
+                };
+                if to == t.name {
+                    return Done::default();
+                }
+                self.ddl(c, &format!("ALTER TABLE {} RENAME TO {}", t.q(), qi(&to)));
+                self.tables[ti].name = to;
             }
             _ => unreachable!(),
         }
@@ -1766,7 +1902,7 @@ impl Gen {
         };
         let sp = self.rng.chance(0.25).then(|| self.rng.range(0, n_ops - 1));
         let sp_end = sp.map(|s| self.rng.range(s, n_ops - 1));
-        c.batch_execute("BEGIN").unwrap();
+        self.batch(c, "BEGIN");
         self.in_txn = true;
         let before = self.tables.clone();
         let mut at_sp = None;
@@ -1774,7 +1910,7 @@ impl Gen {
         let mut inner = Done::default();
         for i in 0..n_ops {
             if Some(i) == sp {
-                c.batch_execute("SAVEPOINT sp").unwrap();
+                self.batch(c, "SAVEPOINT sp");
                 at_sp = Some(self.tables.clone());
             }
             let d = self.op(c);
@@ -1786,11 +1922,11 @@ impl Gen {
             if Some(i) == sp_end {
                 let saved = at_sp.take().expect("inside the savepoint");
                 if self.rng.chance(0.6) {
-                    c.batch_execute("ROLLBACK TO SAVEPOINT sp").unwrap();
+                    self.batch(c, "ROLLBACK TO SAVEPOINT sp");
                     self.tables = saved;
                     self.stats.savepoint_rollbacks += 1;
                 } else {
-                    c.batch_execute("RELEASE SAVEPOINT sp").unwrap();
+                    self.batch(c, "RELEASE SAVEPOINT sp");
                     outer += inner;
                 }
                 inner = Done::default();
@@ -1798,12 +1934,12 @@ impl Gen {
         }
         self.in_txn = false;
         if self.rng.chance(0.1) {
-            c.batch_execute("ROLLBACK").unwrap();
+            self.batch(c, "ROLLBACK");
             self.tables = before;
             self.stats.rollbacks += 1;
             return Done::default();
         }
-        c.batch_execute("COMMIT").unwrap();
+        self.batch(c, "COMMIT");
         outer
     }
 }
@@ -1827,6 +1963,7 @@ fn col(name: &str, ty: Ty, key: bool) -> Col {
 fn sync(
     c: &mut postgres::Client,
     rng: &mut Rng,
+    log: &mut Log,
     slot: &str,
     url: &str,
 ) -> Result<(u64, u64), String> {
@@ -1834,8 +1971,9 @@ fn sync(
     let (mut txns, mut changes) = (0, 0);
     for part in 1..=parts {
         let mem = if rng.chance(0.5) { "64kB" } else { "64MB" };
-        c.batch_execute(&format!("SET logical_decoding_work_mem = '{mem}'"))
-            .unwrap();
+        let set = format!("SET logical_decoding_work_mem = '{mem}'");
+        log.line(&set);
+        c.batch_execute(&set).unwrap();
         let upto = if part < parts {
             rng.range(1, 50).to_string()
         } else {
@@ -1862,6 +2000,8 @@ fn sync(
             write!(sql, ", {}, {}", lit(k), lit(v)).unwrap();
         }
         sql.push(')');
+        log.line(&sql.replace(url, "<url>"));
+        log.flush();
         let rows = c.query(sql.as_str(), &[]).map_err(|e| {
             let (code, msg, detail, hint) = db_error(&e);
             format!("{code}: {msg}\nDETAIL: {detail}\nHINT: {hint}\noptions: {opts:?}, logical_decoding_work_mem {mem}")
@@ -1944,9 +2084,18 @@ fn show_row(names: &[String], row: &[V]) -> String {
     shorten(&cells.join(", "), 600)
 }
 
-/// Ranges of `_rowid_` whose rows fit in one sqld response (it refuses responses over 10 MB).
+/// A name of SQLite's row id that no column hides.
+fn rowid_alias(names: &[String]) -> &'static str {
+    ["rowid", "_rowid_", "oid"]
+        .into_iter()
+        .find(|a| !names.iter().any(|n| n.eq_ignore_ascii_case(a)))
+        .expect("the generator leaves one row id name free")
+}
+
+/// Ranges of row ids whose rows fit in one sqld response (it refuses responses over 10 MB).
 fn turso_pages(sqld: &Sqld, t: &Tab, names: &[String]) -> Vec<(i64, i64)> {
     const BUDGET: i64 = 3 << 20;
+    let rowid = rowid_alias(names);
     let size = names
         .iter()
         .map(|n| format!("coalesce(octet_length({}), 0)", qi(n)))
@@ -1956,20 +2105,20 @@ fn turso_pages(sqld: &Sqld, t: &Tab, names: &[String]) -> Vec<(i64, i64)> {
     let mut pages = Vec::new();
     let mut page: Option<(i64, i64, i64)> = None;
     for r in sqld.query(&format!(
-        "SELECT _rowid_, {size} FROM {} ORDER BY _rowid_",
+        "SELECT {rowid}, {size} FROM {} ORDER BY {rowid}",
         t.q()
     )) {
-        let (rowid, cost) = (
+        let (id, cost) = (
             r[0].as_i64().unwrap(),
             2 * r[1].as_i64().unwrap() + per_value,
         );
         page = match page {
             Some((lo, hi, acc)) if acc + cost > BUDGET => {
                 pages.push((lo, hi));
-                Some((rowid, rowid, cost))
+                Some((id, id, cost))
             }
-            Some((lo, _, acc)) => Some((lo, rowid, acc + cost)),
-            None => Some((rowid, rowid, cost)),
+            Some((lo, _, acc)) => Some((lo, id, acc + cost)),
+            None => Some((id, id, cost)),
         };
     }
     pages.extend(page.map(|(lo, hi, _)| (lo, hi)));
@@ -2070,7 +2219,10 @@ fn compare_table(c: &mut postgres::Client, sqld: &Sqld, t: &Tab, mm: &mut Mismat
     let turso: Vec<Vec<V>> = turso_pages(sqld, t, &names)
         .into_iter()
         .flat_map(|(lo, hi)| {
-            sqld.query(&format!("{turso_sql} WHERE _rowid_ BETWEEN {lo} AND {hi}"))
+            sqld.query(&format!(
+                "{turso_sql} WHERE {} BETWEEN {lo} AND {hi}",
+                rowid_alias(&names)
+            ))
         })
         .map(|r| r.chunks(2).map(|p| V::from_turso(&p[0], &p[1])).collect())
         .collect();
@@ -2219,14 +2371,14 @@ fn random_workload_mirrors_exactly() {
     let url = sqld.url();
     let mut c = pg().fresh_db("mirror");
     let slot = "slot_mirror";
-    c.batch_execute(&format!(
-        "SELECT pg_create_logical_replication_slot('{slot}', 'pgturso')"
-    ))
-    .unwrap();
     let mut g = Gen::new(
         seed,
         avoid.contains(&"shape-repeats"),
         avoid.contains(&"rowid"),
+    );
+    g.batch(
+        &mut c,
+        &format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgturso')"),
     );
     g.create_tables(&mut c);
     eprintln!(
@@ -2253,10 +2405,10 @@ fn random_workload_mirrors_exactly() {
     while g.stats.changes < target {
         rounds += 1;
         let zone = *g.rng.pick(&zones);
-        c.batch_execute(&format!("SET TimeZone = '{zone}'"))
-            .unwrap();
+        g.batch(&mut c, &format!("SET TimeZone = '{zone}'"));
         let round_target = g.rng.range(300, max_round) as u64;
         g.added.clear();
+        g.rowid_round.clear();
         let at_start = g.stats.changes;
         while g.stats.changes - at_start < round_target && g.stats.changes < target {
             let d = g.transaction(&mut c);
@@ -2278,10 +2430,11 @@ fn random_workload_mirrors_exactly() {
         if n > FULL_CAP {
             let gq = qi(&full.group().name);
             let sql = format!("DELETE FROM {} WHERE {gq} % 2 = {}", full.q(), rounds % 2);
+            g.log.line(&format!("-- keep {} bounded", full.name));
             g.stats.changes += g.exec(&mut c, &sql);
         }
         let t0 = Instant::now();
-        match sync(&mut c, &mut g.rng, slot, &url) {
+        match sync(&mut c, &mut g.rng, &mut g.log, slot, &url) {
             Ok((txns, changes)) => {
                 replicated.0 += txns;
                 replicated.1 += changes;
@@ -2318,7 +2471,7 @@ fn random_workload_mirrors_exactly() {
     }
     let s = &g.stats;
     eprintln!(
-        "mirror: {} transactions ({} rolled back, {} savepoints rolled back), {} statements ({} failed and rolled back to a savepoint), {} key changes, {} truncates, {} TOAST-sized values, {} replicated transactions, {compared} rows compared, {:.1}s",
+        "mirror: {} transactions ({} rolled back, {} savepoints rolled back), {} statements ({} failed and rolled back to a savepoint), {} key changes, {} truncates, {} TOAST-sized values, {} renames to rowid/_rowid_/oid, {} replicated transactions, {compared} rows compared, {:.1}s",
         s.txns,
         s.rollbacks,
         s.savepoint_rollbacks,
@@ -2327,12 +2480,22 @@ fn random_workload_mirrors_exactly() {
         s.key_changes,
         s.truncates,
         s.big_values,
+        s.rowid_names,
         replicated.0,
         started.elapsed().as_secs_f64()
     );
+    g.log.flush();
     for e in &mm.examples {
         eprintln!("mirror: MISMATCH {e}");
     }
+    let again = format!(
+        "reproduce with PGTURSO_MIRROR_SEED={seed} PGTURSO_MIRROR_CHANGES={target}{} (PGTURSO_MIRROR_LOG=<file> writes the statements)",
+        if avoid.is_empty() {
+            String::new()
+        } else {
+            format!(" PGTURSO_MIRROR_AVOID={}", avoid.join(","))
+        }
+    );
     if let Some(f) = &failure {
         eprintln!("mirror: {f}");
     }
@@ -2347,11 +2510,11 @@ fn random_workload_mirrors_exactly() {
             ""
         }
     );
-    assert!(failure.is_none(), "{}", failure.unwrap());
+    assert!(failure.is_none(), "{}; {again}", failure.unwrap());
     assert_eq!(
         mm.count,
         0,
-        "PostgreSQL and Turso differ (seed {seed}); first differences:\n{}",
+        "PostgreSQL and Turso differ; {again}; first differences:\n{}",
         mm.examples.join("\n")
     );
 }
