@@ -229,39 +229,30 @@ impl<T: Transport> Replicator<T> {
         }
     }
 
-    fn read_progress(&mut self) -> Result<Option<u64>, ClientError> {
+    /// Creates a bookkeeping table if missing and runs one SELECT on it, in one request.
+    fn read_bookkeeping(
+        &mut self,
+        ddl: String,
+        select: String,
+        args: Vec<Value>,
+        what: &str,
+    ) -> Result<hrana::StmtResult, ClientError> {
         let req = PipelineRequest {
             baton: None,
             requests: vec![
-                hrana::query(&progress_ddl(), vec![]),
-                hrana::query(
-                    &format!(
-                        "SELECT \"lsn\" FROM {} WHERE \"system_id\" = ? AND \"slot\" = ?",
-                        sql::quote_ident(PROGRESS_TABLE)
-                    ),
-                    vec![
-                        Value::Text(self.system_id.clone()),
-                        Value::Text(self.slot.clone()),
-                    ],
-                ),
+                hrana::query(&ddl, vec![]),
+                hrana::query(&select, args),
                 StreamRequest::Close,
             ],
         };
         let resp = self.transport.pipeline(None, &req)?;
-        let mut results = resp.results.into_iter();
-        for (i, r) in results.by_ref().take(2).enumerate() {
+        let mut last = None;
+        for r in resp.results.into_iter().take(2) {
             match r {
                 StreamResult::Ok {
                     response: StreamResponse::Execute { result },
-                } if i == 1 => {
-                    return match result.rows.first().and_then(|row| row.first()) {
-                        None => Ok(None),
-                        Some(v) => v.as_i64().map(|l| Some(l as u64)).ok_or_else(|| {
-                            ClientError::Protocol(format!("unexpected progress value {v:?}"))
-                        }),
-                    };
-                }
-                StreamResult::Ok { .. } => {}
+                } => last = Some(result),
+                StreamResult::Ok { .. } => last = None,
                 StreamResult::Error { error } => {
                     return Err(ClientError::Stream {
                         message: error.message,
@@ -270,9 +261,29 @@ impl<T: Transport> Replicator<T> {
                 }
             }
         }
-        Err(ClientError::Protocol(
-            "missing result for the progress query".into(),
-        ))
+        last.ok_or_else(|| ClientError::Protocol(format!("missing result for the {what} query")))
+    }
+
+    fn read_progress(&mut self) -> Result<Option<u64>, ClientError> {
+        let result = self.read_bookkeeping(
+            progress_ddl(),
+            format!(
+                "SELECT \"lsn\" FROM {} WHERE \"system_id\" = ? AND \"slot\" = ?",
+                sql::quote_ident(PROGRESS_TABLE)
+            ),
+            vec![
+                Value::Text(self.system_id.clone()),
+                Value::Text(self.slot.clone()),
+            ],
+            "progress",
+        )?;
+        match result.rows.first().and_then(|row| row.first()) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(|l| Some(l as u64))
+                .ok_or_else(|| ClientError::Protocol(format!("unexpected progress value {v:?}"))),
+        }
     }
 
     /// Adds one row change of `table`; returns false when the transaction is skipped.
@@ -383,37 +394,15 @@ impl<T: Transport> Replicator<T> {
     }
 
     fn read_known(&mut self) -> Result<HashMap<String, KnownTable>, ClientError> {
-        let req = PipelineRequest {
-            baton: None,
-            requests: vec![
-                hrana::query(&schema_ddl(), vec![]),
-                hrana::query(
-                    &format!(
-                        "SELECT \"source\", \"definition\" FROM {} WHERE \"system_id\" = ?",
-                        sql::quote_ident(SCHEMA_TABLE)
-                    ),
-                    vec![Value::Text(self.system_id.clone())],
-                ),
-                StreamRequest::Close,
-            ],
-        };
-        let resp = self.transport.pipeline(None, &req)?;
-        let result = match resp.results.into_iter().nth(1) {
-            Some(StreamResult::Ok {
-                response: StreamResponse::Execute { result },
-            }) => result,
-            Some(StreamResult::Error { error }) => {
-                return Err(ClientError::Stream {
-                    message: error.message,
-                    code: error.code,
-                })
-            }
-            _ => {
-                return Err(ClientError::Protocol(
-                    "missing result for the schema query".into(),
-                ))
-            }
-        };
+        let result = self.read_bookkeeping(
+            schema_ddl(),
+            format!(
+                "SELECT \"source\", \"definition\" FROM {} WHERE \"system_id\" = ?",
+                sql::quote_ident(SCHEMA_TABLE)
+            ),
+            vec![Value::Text(self.system_id.clone())],
+            "schema",
+        )?;
         let mut out = HashMap::new();
         for row in result.rows {
             if let [hrana::WireValue::Text { value: source }, hrana::WireValue::Text { value: def }] =
@@ -659,11 +648,6 @@ impl<T: Transport> Replicator<T> {
             format_lsn(lsn),
             if changes == 1 { "" } else { "s" }
         )))
-    }
-
-    /// Number of changes replicated so far in the current transaction.
-    pub fn current_changes(&self) -> usize {
-        self.txn.as_ref().map_or(0, |t| t.changes)
     }
 }
 

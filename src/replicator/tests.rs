@@ -186,16 +186,8 @@ fn steps(req: &Json) -> Vec<Json> {
 
 /// Statements of a batch: first two words, schema bookkeeping left out.
 fn step_sqls(req: &Json) -> Vec<String> {
-    req["requests"][0]["batch"]["steps"]
-        .as_array()
-        .unwrap()
+    steps(req)
         .iter()
-        .filter(|s| {
-            !s["stmt"]["sql"]
-                .as_str()
-                .unwrap()
-                .contains("_pgturso_schema")
-        })
         .map(|s| {
             s["stmt"]["sql"]
                 .as_str()
@@ -478,7 +470,7 @@ fn untracked_transactions_record_no_progress() {
 }
 
 fn batches(fake: &Fake) -> usize {
-    fake.requests.iter().filter(|(_, b)| is_batch(b)).count()
+    txns(fake).len()
 }
 
 #[test]
