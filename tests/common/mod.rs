@@ -284,6 +284,10 @@ impl Sqld {
     /// Starts (again) on the same port and data directory.
     pub fn restart(&mut self) {
         self.kill();
+        self.start_on_port(0);
+    }
+
+    fn start_on_port(&mut self, attempts: u32) {
         let mut cmd = Command::new(sqld_bin());
         cmd.arg("--http-listen-addr")
             .arg(format!("127.0.0.1:{}", self.port))
@@ -305,6 +309,20 @@ impl Sqld {
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "sqld did not start");
             std::thread::sleep(Duration::from_millis(50));
+        }
+        // The port answering is not enough: another process may have taken it between
+        // free_port() and sqld's bind, and then our sqld has exited. Try another port.
+        std::thread::sleep(Duration::from_millis(150));
+        let exited = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+        if exited {
+            let log = std::fs::read_to_string(self.dir.join("sqld.log")).unwrap_or_default();
+            assert!(attempts < 5, "sqld keeps exiting: {log}");
+            self.child = None;
+            self.port = free_port();
+            self.start_on_port(attempts + 1);
         }
     }
 
