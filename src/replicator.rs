@@ -75,11 +75,13 @@ impl Group {
             && self.table.key == table.key
     }
 
-    fn into_stmt(self) -> Stmt {
-        if self.delete {
-            sql::delete_keys(&self.table, &self.rows)
-        } else {
-            sql::upsert_rows(&self.table, &self.cols, &self.rows)
+    /// `json`: the server reads rows from one JSON argument (see [`sql::rows_json`]).
+    fn into_stmt(self, json: bool) -> Stmt {
+        match (self.delete, json && self.rows.len() > 1) {
+            (true, true) => sql::delete_keys_json(&self.table, &self.rows),
+            (true, false) => sql::delete_keys(&self.table, &self.rows),
+            (false, true) => sql::upsert_rows_json(&self.table, &self.cols, &self.rows),
+            (false, false) => sql::upsert_rows(&self.table, &self.cols, &self.rows),
         }
     }
 }
@@ -128,6 +130,8 @@ pub struct Replicator<T: Transport> {
     known: Option<HashMap<String, KnownTable>>,
     /// Transactions this snapshot sees are in an initial copy already.
     skip_snapshot: Option<SkipSnapshot>,
+    /// The server answered [`sql::JSON_ROWS_PROBE`]: multi-row statements take JSON rows.
+    json_rows: bool,
     txn: Option<Txn>,
 }
 
@@ -142,6 +146,7 @@ impl<T: Transport> Replicator<T> {
             ensured: HashMap::new(),
             known: None,
             skip_snapshot: None,
+            json_rows: false,
             txn: None,
         }
     }
@@ -229,7 +234,8 @@ impl<T: Transport> Replicator<T> {
         }
     }
 
-    /// Creates a bookkeeping table if missing and runs one SELECT on it, in one request.
+    /// Creates a bookkeeping table if missing and runs one SELECT on it, in one request, which
+    /// also probes whether the server takes JSON rows ([`sql::JSON_ROWS_PROBE`]).
     fn read_bookkeeping(
         &mut self,
         ddl: String,
@@ -242,10 +248,12 @@ impl<T: Transport> Replicator<T> {
             requests: vec![
                 hrana::query(&ddl, vec![]),
                 hrana::query(&select, args),
+                hrana::query(sql::JSON_ROWS_PROBE, vec![]),
                 StreamRequest::Close,
             ],
         };
         let resp = self.transport.pipeline(None, &req)?;
+        self.json_rows = matches!(resp.results.get(2), Some(StreamResult::Ok { .. }));
         let mut last = None;
         for r in resp.results.into_iter().take(2) {
             match r {
@@ -435,8 +443,9 @@ impl<T: Transport> Replicator<T> {
     fn push(&mut self, stmt: Stmt) -> Result<(), PgTursoError> {
         let size = stmt.estimated_size();
         self.make_room(size)?;
+        let json = self.json_rows;
         let txn = self.txn.as_mut().expect("inside a transaction");
-        close_group(txn);
+        close_group(txn, json);
         txn.pending_bytes += size;
         txn.pending_records += 1;
         txn.pending.push(stmt);
@@ -453,17 +462,21 @@ impl<T: Transport> Replicator<T> {
     ) -> Result<(), PgTursoError> {
         let size = 8 + values.iter().map(Value::estimated_size).sum::<usize>();
         self.make_room(size)?;
-        let max_rows = self
-            .limits
-            .max_records
-            .min(sql::MAX_PARAMS / cols.len().max(1));
+        let max_rows = if self.json_rows {
+            self.limits.max_records
+        } else {
+            self.limits
+                .max_records
+                .min(sql::MAX_PARAMS / cols.len().max(1))
+        };
+        let json = self.json_rows;
         let txn = self.txn.as_mut().expect("inside a transaction");
         txn.pending_bytes += size;
         txn.pending_records += 1;
         match &mut txn.group {
             Some(g) if g.accepts(table, delete, &cols, max_rows) => g.rows.push(values),
             _ => {
-                close_group(txn);
+                close_group(txn, json);
                 txn.group = Some(Group {
                     table: table.clone(),
                     delete,
@@ -514,9 +527,10 @@ impl<T: Transport> Replicator<T> {
     /// stream and waits for Turso's answer; otherwise the request travels while decoding goes on.
     fn flush(&mut self, commit: bool) -> Result<(), PgTursoError> {
         self.settle()?;
+        let json = self.json_rows;
         let txn = self.txn.as_mut().expect("inside a transaction");
         let lsn = txn.lsn;
-        close_group(txn);
+        close_group(txn, json);
         let mut stmts = std::mem::take(&mut txn.pending);
         txn.pending_bytes = 0;
         txn.pending_records = 0;
@@ -664,9 +678,9 @@ fn wrap_error(tracked: bool, lsn: u64, source: ClientError) -> PgTursoError {
 }
 
 /// Turns the open multi-row group, if any, into a pending statement.
-fn close_group(txn: &mut Txn) {
+fn close_group(txn: &mut Txn, json: bool) {
     if let Some(g) = txn.group.take() {
-        txn.pending.push(g.into_stmt());
+        txn.pending.push(g.into_stmt(json));
     }
 }
 

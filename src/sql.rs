@@ -276,6 +276,154 @@ pub fn delete_keys(table: &Table, keys: &[Vec<Value>]) -> Stmt {
     Stmt::new(sql, args)
 }
 
+/// The probe that tells whether the server can read [`upsert_rows_json`] and
+/// [`delete_keys_json`] statements: JSON operators (SQLite 3.38), `unhex` (3.41) and `power`.
+pub const JSON_ROWS_PROBE: &str = "SELECT '[1]' ->> 0, unhex('00'), power(2.0, -1074)";
+
+// What kinds of values a column of a JSON row array holds (NULL fits every kind).
+const PLAIN: u8 = 1;
+const FLOAT: u8 = 2;
+const BLOB: u8 = 4;
+
+/// Rows as ONE JSON array argument, for `json_each(?)`: sqld and SQLite then parse a short
+/// statement instead of one placeholder per value, which is most of what a large multi-row
+/// statement costs them (see bench/README.md). Every value stays exact: NULL, integers and text
+/// are JSON null, numbers and strings; a float is `[m, e]` with `m * 2^e` equal to it (SQLite's
+/// decimal-to-float parsing is not always correctly rounded, `power(2.0, e)` and the product
+/// are exact); a blob is `{"b": hex}`. Returns the JSON and, per column, the kinds it holds.
+pub fn rows_json(rows: &[Vec<Value>]) -> (String, Vec<u8>) {
+    use std::fmt::Write;
+    let width = rows.first().map_or(0, Vec::len);
+    let mut kinds = vec![0u8; width];
+    let mut out = String::with_capacity(rows.iter().flatten().map(Value::estimated_size).sum());
+    out.push('[');
+    for (r, row) in rows.iter().enumerate() {
+        if r > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let kind = match v {
+                Value::Null => {
+                    out.push_str("null");
+                    0
+                }
+                Value::Integer(n) => {
+                    write!(out, "{n}").expect("writing to a String");
+                    PLAIN
+                }
+                Value::Text(t) => {
+                    out.push_str(&serde_json::to_string(t).expect("a string serializes"));
+                    PLAIN
+                }
+                Value::Float(f) => {
+                    let (m, e) = float_parts(*f);
+                    if m == 0 && f.is_sign_negative() {
+                        write!(out, "[-0.0,{e}]").expect("writing to a String");
+                    } else {
+                        write!(out, "[{m},{e}]").expect("writing to a String");
+                    }
+                    FLOAT
+                }
+                Value::Blob(b) => {
+                    out.push_str("{\"b\":\"");
+                    for byte in b {
+                        write!(out, "{byte:02x}").expect("writing to a String");
+                    }
+                    out.push_str("\"}");
+                    BLOB
+                }
+            };
+            if let Some(k) = kinds.get_mut(i) {
+                *k |= kind;
+            }
+        }
+        out.push(']');
+    }
+    out.push(']');
+    (out, kinds)
+}
+
+/// `(m, e)` with `m * 2^e == f` exactly, `|m| < 2^53` and `e` in `-1074..=971` (f finite).
+fn float_parts(f: f64) -> (i64, i32) {
+    let bits = f.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let frac = (bits & ((1u64 << 52) - 1)) as i64;
+    let (mut m, mut e) = if exp == 0 {
+        (frac, -1074)
+    } else {
+        (frac | (1i64 << 52), exp - 1075)
+    };
+    if m == 0 {
+        return (0, 0);
+    }
+    let tz = m.trailing_zeros();
+    m >>= tz;
+    e += tz as i32;
+    if f.is_sign_negative() {
+        m = -m;
+    }
+    (m, e)
+}
+
+/// The SQL expression that reads column `i` of a `json_each` row holding values of `kinds`.
+fn json_cell(i: usize, kinds: u8) -> String {
+    let plain = format!("value ->> {i}");
+    let float = format!("(value ->> '$[{i}][0]') * power(2.0, value ->> '$[{i}][1]')");
+    let blob = format!("unhex(value ->> '$[{i}].b')");
+    match kinds {
+        0 | PLAIN => plain,
+        FLOAT => float,
+        BLOB => blob,
+        _ => format!(
+            "CASE json_type(value, '$[{i}]') WHEN 'array' THEN {float} WHEN 'object' THEN {blob} ELSE {plain} END"
+        ),
+    }
+}
+
+fn json_select(kinds: &[u8]) -> String {
+    let cells: Vec<String> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| json_cell(i, k))
+        .collect();
+    format!("SELECT {} FROM json_each(?)", cells.join(", "))
+}
+
+/// [`upsert_rows`] with the rows in one JSON argument ([`rows_json`]), applied in array order.
+pub fn upsert_rows_json(table: &Table, cols: &[usize], rows: &[Vec<Value>]) -> Stmt {
+    let (json, kinds) = rows_json(rows);
+    let mut sql = format!(
+        "INSERT INTO {} ({}) {} WHERE true ORDER BY \"key\"",
+        quote_ident(&table.turso_name),
+        column_list(table, cols),
+        json_select(&kinds)
+    );
+    sql.push_str(&upsert_clause(table, cols));
+    Stmt::new(sql, vec![Value::Text(json)])
+}
+
+/// [`delete_keys`] with the keys in one JSON argument ([`rows_json`]).
+pub fn delete_keys_json(table: &Table, keys: &[Vec<Value>]) -> Stmt {
+    let (json, kinds) = rows_json(keys);
+    let target = if table.key.len() == 1 {
+        quote_ident(&table.columns[table.key[0]].name)
+    } else {
+        format!("({})", column_list(table, &table.key))
+    };
+    Stmt::new(
+        format!(
+            "DELETE FROM {} WHERE {target} IN ({})",
+            quote_ident(&table.turso_name),
+            json_select(&kinds)
+        ),
+        vec![Value::Text(json)],
+    )
+}
+
 fn present(cells: &[Cell]) -> Vec<usize> {
     cells
         .iter()
@@ -616,6 +764,98 @@ mod tests {
             "DELETE FROM \"t\" WHERE (\"id\", \"v\") IN (VALUES (?, ?), (?, ?))"
         );
         assert_eq!(d.args.len(), 4);
+    }
+
+    #[test]
+    fn float_parts_are_exact() {
+        // 2^e as a float, for e in -1074..=971 (subnormal below -1022).
+        let pow2 = |e: i32| {
+            if e >= -1022 {
+                f64::from_bits(((e + 1023) as u64) << 52)
+            } else {
+                f64::from_bits(1u64 << (e + 1074))
+            }
+        };
+        for f in [
+            0.0,
+            1.0,
+            3.0,
+            0.5,
+            -2.75,
+            1.0 / 7.0,
+            0.1,
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+            5e-324,
+            -5e-324,
+            2.225073858507201e-308,
+            1.5471825031341821e-78,
+            9007199254740993.0,
+        ] {
+            let (m, e) = float_parts(f);
+            assert!(
+                m.unsigned_abs() < 1 << 53 && (-1074..=971).contains(&e),
+                "{f}"
+            );
+            assert!(
+                m == 0 || m % 2 != 0 || e == -1074,
+                "{f}: ({m}, {e}) not reduced"
+            );
+            assert_eq!((m as f64 * pow2(e)).to_bits(), f.to_bits(), "{f}");
+        }
+        assert_eq!(float_parts(-0.0), (0, 0));
+    }
+
+    #[test]
+    fn rows_travel_as_one_json_argument() {
+        let rows = vec![
+            vec![
+                Value::Integer(i64::MIN),
+                Value::Text("a \"q\" \\ \n é".into()),
+                Value::Float(-0.0),
+                Value::Blob(vec![0, 255, 16]),
+            ],
+            vec![
+                Value::Null,
+                Value::Float(1.5),
+                Value::Float(3.0),
+                Value::Blob(vec![]),
+            ],
+        ];
+        let (json, kinds) = rows_json(&rows);
+        assert_eq!(
+            json,
+            r#"[[-9223372036854775808,"a \"q\" \\ \n é",[-0.0,0],{"b":"00ff10"}],[null,[3,-1],[3,0],{"b":""}]]"#
+        );
+        assert_eq!(kinds, vec![PLAIN, PLAIN | FLOAT, FLOAT, BLOB]);
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed[0][1], "a \"q\" \\ \n é");
+
+        let t = table(vec![0], false);
+        let s = upsert_rows_json(&t, &[0, 1], &[rows[0][..2].to_vec(), rows[1][..2].to_vec()]);
+        assert_eq!(
+            s.sql,
+            "INSERT INTO \"t\" (\"id\", \"v\") SELECT value ->> 0, CASE json_type(value, '$[1]') \
+             WHEN 'array' THEN (value ->> '$[1][0]') * power(2.0, value ->> '$[1][1]') \
+             WHEN 'object' THEN unhex(value ->> '$[1].b') ELSE value ->> 1 END \
+             FROM json_each(?) WHERE true ORDER BY \"key\" ON CONFLICT (\"id\") DO UPDATE SET \"v\" = excluded.\"v\""
+        );
+        assert_eq!(s.args.len(), 1);
+        let c = table(vec![0, 2], false);
+        let d = delete_keys_json(
+            &c,
+            &[
+                vec![Value::Integer(1), Value::Float(0.25)],
+                vec![Value::Integer(2), Value::Null],
+            ],
+        );
+        assert_eq!(
+            d.sql,
+            "DELETE FROM \"t\" WHERE (\"id\", \"we\"\"ird\") IN (SELECT value ->> 0, \
+             (value ->> '$[1][0]') * power(2.0, value ->> '$[1][1]') FROM json_each(?))"
+        );
+        assert_eq!(d.args, vec![Value::Text("[[1,[1,-2]],[2,null]]".into())]);
     }
 
     fn known_and_table() -> (KnownTable, Table) {

@@ -19,6 +19,8 @@ struct Fake {
     /// Batch requests to answer with this HTTP status instead of applying them.
     status: Option<(u16, usize)>,
     pauses: usize,
+    /// Answer the JSON rows probe with an error, like a server without `json_each`/`unhex`.
+    no_json: bool,
 }
 
 fn is_batch(body: &Json) -> bool {
@@ -54,6 +56,11 @@ impl Transport for &mut Fake {
         let mut closes = false;
         for r in body["requests"].as_array().unwrap() {
             match r["type"].as_str().unwrap() {
+                "execute" if self.no_json && r["stmt"]["sql"] == crate::sql::JSON_ROWS_PROBE => {
+                    results.push(
+                        json!({"type": "error", "error": {"message": "no such function: unhex"}}),
+                    );
+                }
                 "execute" => {
                     let rows = match (
                         r["stmt"]["sql"].as_str().unwrap().starts_with("SELECT"),
@@ -231,12 +238,28 @@ fn one_transaction_is_one_atomic_request_with_progress() {
     );
     let rows = &steps(txn)[2]["stmt"];
     assert!(
-        rows["sql"]
-            .as_str()
-            .unwrap()
-            .contains("VALUES (?, ?), (?, ?)"),
-        "two rows, one statement"
+        rows["sql"].as_str().unwrap().contains("FROM json_each(?)"),
+        "two rows, one statement: {rows}"
     );
+    assert_eq!(rows["args"].as_array().unwrap().len(), 1);
+    let json: Json = serde_json::from_str(rows["args"][0]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2, "{json}");
+    // A server that fails the probe gets placeholders.
+    let mut fake = Fake {
+        no_json: true,
+        ..Default::default()
+    };
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
+    r.begin(0x100, 1);
+    r.change(&table(), &insert(1)).unwrap();
+    r.change(&table(), &insert(2)).unwrap();
+    r.commit().unwrap();
+    drop(r);
+    let rows = &steps(&txns(&fake)[0].1)[2]["stmt"];
+    assert!(rows["sql"]
+        .as_str()
+        .unwrap()
+        .contains("VALUES (?, ?), (?, ?)"));
     assert_eq!(rows["args"].as_array().unwrap().len(), 4);
     let progress = &steps(txn)[3]["stmt"];
     assert!(progress["sql"]
@@ -398,11 +421,14 @@ fn grouping_keeps_the_order_of_changes() {
         .map(|s| s["stmt"]["sql"].as_str().unwrap())
         .collect();
     assert!(
-        sqls[2].starts_with("INSERT INTO \"t\"") && sqls[2].contains("(?, ?), (?, ?)"),
+        sqls[2].starts_with("INSERT INTO \"t\"") && sqls[2].contains("json_each(?)"),
         "{}",
         sqls[2]
     );
-    assert_eq!(sqls[3], "DELETE FROM \"t\" WHERE \"id\" IN (?, ?)");
+    assert_eq!(
+        sqls[3],
+        "DELETE FROM \"t\" WHERE \"id\" IN (SELECT value ->> 0 FROM json_each(?))"
+    );
     assert!(sqls[4].starts_with("INSERT INTO \"t\""));
     assert!(sqls[5].starts_with("CREATE TABLE IF NOT EXISTS \"u\""));
     assert!(sqls[6].starts_with("INSERT INTO \"u\""));
@@ -411,7 +437,10 @@ fn grouping_keeps_the_order_of_changes() {
 
 #[test]
 fn statements_stay_under_the_parameter_limit() {
-    let mut fake = Fake::default();
+    let mut fake = Fake {
+        no_json: true,
+        ..Default::default()
+    };
     let limits = Limits {
         max_records: 100_000,
         max_bytes: usize::MAX,
