@@ -80,7 +80,7 @@ mod pgturso {
                         } else {
                             RowChange::Insert { new: cells }
                         };
-                        r.change(table, &change)?;
+                        r.change(table, change)?;
                         sent += 1;
                     }
                     Ok(())

@@ -245,7 +245,7 @@ unsafe extern "C-unwind" fn pgturso_change(
                 &state.options,
             );
         }
-        let result = state.replicator.change(&info.table, &row);
+        let result = state.replicator.change(&info.table, row);
         ok_or_raise(result, &state.options);
     }
 }

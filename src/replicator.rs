@@ -67,12 +67,16 @@ struct Group {
 
 impl Group {
     fn accepts(&self, table: &Table, delete: bool, cols: &[usize], max_rows: usize) -> bool {
-        self.delete == delete
-            && self.rows.len() < max_rows
-            && self.cols == cols
-            && self.table.turso_name == table.turso_name
-            && self.table.columns == table.columns
-            && self.table.key == table.key
+        let same_table = match (self.table.shape.get(), table.shape.get()) {
+            // The shape names everything the statement is made of (set by `ensure_table`).
+            (Some(a), Some(b)) => a == b,
+            _ => {
+                self.table.turso_name == table.turso_name
+                    && self.table.columns == table.columns
+                    && self.table.key == table.key
+            }
+        };
+        self.delete == delete && self.rows.len() < max_rows && self.cols == cols && same_table
     }
 
     /// `json`: the server reads rows from one JSON argument (see [`sql::rows_json`]).
@@ -295,7 +299,7 @@ impl<T: Transport> Replicator<T> {
     }
 
     /// Adds one row change of `table`; returns false when the transaction is skipped.
-    pub fn change(&mut self, table: &Table, change: &RowChange) -> Result<bool, PgTursoError> {
+    pub fn change(&mut self, table: &Table, change: RowChange) -> Result<bool, PgTursoError> {
         if self.should_skip()? {
             return Ok(false);
         }

@@ -212,7 +212,7 @@ pub enum Op {
 }
 
 /// The statement that applies one row change, on its own.
-pub fn row_change(table: &Table, change: &RowChange) -> Result<Stmt, PgTursoError> {
+pub fn row_change(table: &Table, change: RowChange) -> Result<Stmt, PgTursoError> {
     Ok(match row_op(table, change)? {
         Op::Upsert { cols, values } => upsert_rows(table, &cols, &[values]),
         Op::DeleteKey { key } => delete_keys(table, &[key]),
@@ -220,8 +220,8 @@ pub fn row_change(table: &Table, change: &RowChange) -> Result<Stmt, PgTursoErro
     })
 }
 
-/// One row change as an [`Op`].
-pub fn row_op(table: &Table, change: &RowChange) -> Result<Op, PgTursoError> {
+/// One row change as an [`Op`] (its values move into it).
+pub fn row_op(table: &Table, change: RowChange) -> Result<Op, PgTursoError> {
     match change {
         RowChange::Insert { new } => Ok(upsert_op(new)),
         RowChange::Update { old, new } => update(table, old.as_deref(), new),
@@ -229,9 +229,15 @@ pub fn row_op(table: &Table, change: &RowChange) -> Result<Op, PgTursoError> {
     }
 }
 
-fn upsert_op(new: &[Cell]) -> Op {
-    let cols = present(new);
-    let values = cols.iter().map(|&i| value(new, i)).collect();
+fn upsert_op(new: Vec<Cell>) -> Op {
+    let cols = present(&new);
+    let values = new
+        .into_iter()
+        .filter_map(|c| match c {
+            Cell::Value(v) => Some(v),
+            Cell::UnchangedToast => None,
+        })
+        .collect();
     Op::Upsert { cols, values }
 }
 
@@ -292,48 +298,55 @@ const BLOB: u8 = 4;
 /// decimal-to-float parsing is not always correctly rounded, `power(2.0, e)` and the product
 /// are exact); a blob is `{"b": hex}`. Returns the JSON and, per column, the kinds it holds.
 pub fn rows_json(rows: &[Vec<Value>]) -> (String, Vec<u8>) {
-    use std::fmt::Write;
     let width = rows.first().map_or(0, Vec::len);
     let mut kinds = vec![0u8; width];
-    let mut out = String::with_capacity(rows.iter().flatten().map(Value::estimated_size).sum());
-    out.push('[');
+    let mut out: Vec<u8> =
+        Vec::with_capacity(rows.iter().flatten().map(Value::estimated_size).sum());
+    let mut int = itoa::Buffer::new();
+    out.push(b'[');
     for (r, row) in rows.iter().enumerate() {
         if r > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push('[');
+        out.push(b'[');
         for (i, v) in row.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.push(b',');
             }
             let kind = match v {
                 Value::Null => {
-                    out.push_str("null");
+                    out.extend_from_slice(b"null");
                     0
                 }
                 Value::Integer(n) => {
-                    write!(out, "{n}").expect("writing to a String");
+                    out.extend_from_slice(int.format(*n).as_bytes());
                     PLAIN
                 }
                 Value::Text(t) => {
-                    out.push_str(&serde_json::to_string(t).expect("a string serializes"));
+                    serde_json::to_writer(&mut out, t).expect("a string serializes");
                     PLAIN
                 }
                 Value::Float(f) => {
                     let (m, e) = float_parts(*f);
+                    out.push(b'[');
                     if m == 0 && f.is_sign_negative() {
-                        write!(out, "[-0.0,{e}]").expect("writing to a String");
+                        out.extend_from_slice(b"-0.0");
                     } else {
-                        write!(out, "[{m},{e}]").expect("writing to a String");
+                        out.extend_from_slice(int.format(m).as_bytes());
                     }
+                    out.push(b',');
+                    out.extend_from_slice(int.format(e).as_bytes());
+                    out.push(b']');
                     FLOAT
                 }
                 Value::Blob(b) => {
-                    out.push_str("{\"b\":\"");
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(b"{\"b\":\"");
                     for byte in b {
-                        write!(out, "{byte:02x}").expect("writing to a String");
+                        out.push(HEX[(byte >> 4) as usize]);
+                        out.push(HEX[(byte & 15) as usize]);
                     }
-                    out.push_str("\"}");
+                    out.extend_from_slice(b"\"}");
                     BLOB
                 }
             };
@@ -341,10 +354,13 @@ pub fn rows_json(rows: &[Vec<Value>]) -> (String, Vec<u8>) {
                 *k |= kind;
             }
         }
-        out.push(']');
+        out.push(b']');
     }
-    out.push(']');
-    (out, kinds)
+    out.push(b']');
+    (
+        String::from_utf8(out).expect("JSON of valid strings is UTF-8"),
+        kinds,
+    )
 }
 
 /// `(m, e)` with `m * 2^e == f` exactly, `|m| < 2^53` and `e` in `-1074..=971` (f finite).
@@ -533,9 +549,9 @@ fn rowid_alias(table: &Table) -> Result<&'static str, PgTursoError> {
         })
 }
 
-fn update(table: &Table, old: Option<&[Cell]>, new: &[Cell]) -> Result<Op, PgTursoError> {
+fn update(table: &Table, old: Option<&[Cell]>, new: Vec<Cell>) -> Result<Op, PgTursoError> {
     if !table.key.is_empty() {
-        let new_key = key_values(table, new).ok_or_else(|| no_identity(table, "UPDATE"))?;
+        let new_key = key_values(table, &new).ok_or_else(|| no_identity(table, "UPDATE"))?;
         let old_key = match old {
             Some(old) => key_values(table, old).unwrap_or_else(|| new_key.clone()),
             None => new_key.clone(),
@@ -544,8 +560,8 @@ fn update(table: &Table, old: Option<&[Cell]>, new: &[Cell]) -> Result<Op, PgTur
             return Ok(upsert_op(new));
         }
         // The key changed: move the row, keeping columns PostgreSQL did not send (unchanged TOAST).
-        let cols = present(new);
-        let (set, mut args) = set_clause(table, &cols, new);
+        let cols = present(&new);
+        let (set, mut args) = set_clause(table, &cols, &new);
         args.extend(old_key);
         return Ok(Op::Single(Stmt::new(
             format!(
@@ -558,8 +574,8 @@ fn update(table: &Table, old: Option<&[Cell]>, new: &[Cell]) -> Result<Op, PgTur
     }
     match old {
         Some(old) if table.identity_full => {
-            let cols = present(new);
-            let (set, mut args) = set_clause(table, &cols, new);
+            let cols = present(&new);
+            let (set, mut args) = set_clause(table, &cols, &new);
             let (pred, pred_args) = full_row_match(table, old)?;
             args.extend(pred_args);
             Ok(Op::Single(Stmt::new(
@@ -654,7 +670,7 @@ mod tests {
             v(Value::Text("'; DROP TABLE t; --".into())),
             v(Value::Null),
         ];
-        let s = row_change(&table(vec![0], false), &RowChange::Insert { new: row }).unwrap();
+        let s = row_change(&table(vec![0], false), RowChange::Insert { new: row }).unwrap();
         assert_eq!(
             s.sql,
             "INSERT INTO \"t\" (\"id\", \"v\", \"we\"\"ird\") VALUES (?, ?, ?) ON CONFLICT (\"id\") DO UPDATE SET \"v\" = excluded.\"v\", \"we\"\"ird\" = excluded.\"we\"\"ird\""
@@ -665,7 +681,7 @@ mod tests {
     #[test]
     fn insert_without_key_is_plain() {
         let row = vec![v(Value::Integer(1)), v(Value::Null), v(Value::Float(1.5))];
-        let s = row_change(&table(vec![], true), &RowChange::Insert { new: row }).unwrap();
+        let s = row_change(&table(vec![], true), RowChange::Insert { new: row }).unwrap();
         assert_eq!(
             s.sql,
             "INSERT INTO \"t\" (\"id\", \"v\", \"we\"\"ird\") VALUES (?, ?, ?)"
@@ -679,11 +695,7 @@ mod tests {
             Cell::UnchangedToast,
             v(Value::Float(2.0)),
         ];
-        let s = row_change(
-            &table(vec![0], false),
-            &RowChange::Update { old: None, new },
-        )
-        .unwrap();
+        let s = row_change(&table(vec![0], false), RowChange::Update { old: None, new }).unwrap();
         assert_eq!(
             s.sql,
             "INSERT INTO \"t\" (\"id\", \"we\"\"ird\") VALUES (?, ?) ON CONFLICT (\"id\") DO UPDATE SET \"we\"\"ird\" = excluded.\"we\"\"ird\""
@@ -700,7 +712,7 @@ mod tests {
         ];
         let s = row_change(
             &table(vec![0], false),
-            &RowChange::Update {
+            RowChange::Update {
                 old: Some(old),
                 new,
             },
@@ -716,7 +728,7 @@ mod tests {
     #[test]
     fn full_identity_matches_one_row_null_safe() {
         let old = vec![v(Value::Integer(1)), v(Value::Null), v(Value::Float(1.0))];
-        let s = row_change(&table(vec![], true), &RowChange::Delete { old: Some(old) }).unwrap();
+        let s = row_change(&table(vec![], true), RowChange::Delete { old: Some(old) }).unwrap();
         assert_eq!(
             s.sql,
             "DELETE FROM \"t\" WHERE rowid = (SELECT rowid FROM \"t\" WHERE \"id\" IS ? AND \"v\" IS ? AND \"we\"\"ird\" IS ? LIMIT 1)"
@@ -726,14 +738,14 @@ mod tests {
 
     #[test]
     fn no_identity_is_an_error_naming_the_table() {
-        let err = row_change(&table(vec![], false), &RowChange::Delete { old: None }).unwrap_err();
+        let err = row_change(&table(vec![], false), RowChange::Delete { old: None }).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("\"public.t\""), "{msg}");
         let upd = RowChange::Update {
             old: None,
             new: vec![v(Value::Integer(1)), v(Value::Null), v(Value::Null)],
         };
-        assert!(row_change(&table(vec![], false), &upd).is_err());
+        assert!(row_change(&table(vec![], false), upd).is_err());
     }
 
     #[test]
@@ -918,7 +930,7 @@ mod tests {
         let old = vec![v(Value::Integer(1)), v(Value::Null), v(Value::Null)];
         let s = row_change(
             &t,
-            &RowChange::Delete {
+            RowChange::Delete {
                 old: Some(old.clone()),
             },
         )
@@ -931,7 +943,7 @@ mod tests {
         );
         t.columns[1].name = "_ROWID_".into();
         t.columns[2].name = "oid".into();
-        assert!(row_change(&t, &RowChange::Delete { old: Some(old) }).is_err());
+        assert!(row_change(&t, RowChange::Delete { old: Some(old) }).is_err());
     }
 
     #[test]
@@ -943,7 +955,7 @@ mod tests {
             v(Value::Text("a".into())),
             v(Value::Null),
         ];
-        let s = row_change(&t, &RowChange::Delete { old: Some(old) }).unwrap();
+        let s = row_change(&t, RowChange::Delete { old: Some(old) }).unwrap();
         assert_eq!(s.sql, "DELETE FROM \"t\" WHERE \"id\" = ? AND \"v\" = ?");
         assert_eq!(s.args, vec![Value::Integer(1), Value::Text("a".into())]);
     }

@@ -472,6 +472,16 @@ unsafe fn read(r: &ColumnReader, datum: pg_sys::Datum) -> Result<Cell, String> {
             pg_sys::BOOLOID => Value::Integer(((bits & 0xff) != 0) as i64),
             pg_sys::FLOAT4OID => float_value(f32::from_bits(bits as u32) as f64),
             pg_sys::FLOAT8OID => float_value(f64::from_bits(bits as u64)),
+            // Their output functions return the stored bytes: read them without the round trip.
+            pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID => {
+                let detoasted = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                let bytes = pgrx::varlena::varlena_to_byte_slice(detoasted);
+                Value::Text(
+                    std::str::from_utf8(bytes)
+                        .map_err(|e| format!("the value is not valid UTF-8 ({e})"))?
+                        .to_owned(),
+                )
+            }
             pg_sys::BYTEAOID => {
                 let detoasted = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
                 Value::Blob(pgrx::varlena::varlena_to_byte_slice(detoasted).to_vec())

@@ -212,8 +212,8 @@ fn one_transaction_is_one_atomic_request_with_progress() {
     let mut fake = Fake::default();
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     r.begin(0x100, 1);
-    assert!(r.change(&table(), &insert(1)).unwrap());
-    assert!(r.change(&table(), &insert(2)).unwrap());
+    assert!(r.change(&table(), insert(1)).unwrap());
+    assert!(r.change(&table(), insert(2)).unwrap());
     let out = r.commit().unwrap();
     assert_eq!(out.as_deref(), Some("COMMIT 0/100: 2 changes"));
     drop(r);
@@ -251,8 +251,8 @@ fn one_transaction_is_one_atomic_request_with_progress() {
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     r.begin(0x100, 1);
-    r.change(&table(), &insert(1)).unwrap();
-    r.change(&table(), &insert(2)).unwrap();
+    r.change(&table(), insert(1)).unwrap();
+    r.change(&table(), insert(2)).unwrap();
     r.commit().unwrap();
     drop(r);
     let rows = &steps(&txns(&fake)[0].1)[2]["stmt"];
@@ -279,7 +279,7 @@ fn table_is_created_once_per_session() {
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     for lsn in [0x100, 0x200] {
         r.begin(lsn, 1);
-        r.change(&table(), &insert(lsn as i64)).unwrap();
+        r.change(&table(), insert(lsn as i64)).unwrap();
         r.commit().unwrap();
     }
     drop(r);
@@ -297,10 +297,10 @@ fn transactions_at_or_below_progress_are_skipped() {
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     r.begin(0x200, 1);
-    assert!(!r.change(&table(), &insert(1)).unwrap());
+    assert!(!r.change(&table(), insert(1)).unwrap());
     assert_eq!(r.commit().unwrap(), None);
     r.begin(0x300, 1);
-    assert!(r.change(&table(), &insert(2)).unwrap());
+    assert!(r.change(&table(), insert(2)).unwrap());
     assert!(r.commit().unwrap().is_some());
     drop(r);
     assert_eq!(
@@ -334,7 +334,7 @@ fn large_transactions_span_requests_on_one_stream() {
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
     r.begin(0x100, 1);
     for id in 0..5 {
-        r.change(&table(), &insert(id)).unwrap();
+        r.change(&table(), insert(id)).unwrap();
     }
     r.commit().unwrap();
     drop(r);
@@ -371,7 +371,7 @@ fn a_failed_step_is_an_error_naming_lsn_and_statement() {
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     r.begin(0x16B3748, 1);
-    r.change(&table(), &insert(1)).unwrap();
+    r.change(&table(), insert(1)).unwrap();
     let err = r.commit().unwrap_err().to_string();
     assert!(err.contains("0/16B3748"), "{err}");
     assert!(err.contains("SQLite error: boom"), "{err}");
@@ -386,7 +386,7 @@ fn a_failed_transaction_does_not_mark_its_table_created() {
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     r.begin(0x100, 1);
-    r.change(&table(), &insert(1)).unwrap();
+    r.change(&table(), insert(1)).unwrap();
     assert!(r.commit().is_err());
     assert!(r.ensured.is_empty());
 }
@@ -406,10 +406,10 @@ fn grouping_keeps_the_order_of_changes() {
     };
     r.begin(0x100, 1);
     for change in [insert(1), insert(2), delete(1), delete(2), insert(1)] {
-        r.change(&table(), &change).unwrap();
+        r.change(&table(), change).unwrap();
     }
-    r.change(&other, &insert(9)).unwrap();
-    r.change(&table(), &insert(3)).unwrap();
+    r.change(&other, insert(9)).unwrap();
+    r.change(&table(), insert(3)).unwrap();
     assert_eq!(
         r.commit().unwrap().as_deref(),
         Some("COMMIT 0/100: 7 changes")
@@ -449,7 +449,7 @@ fn statements_stay_under_the_parameter_limit() {
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
     r.begin(0x100, 1);
     for id in 0..20_000 {
-        r.change(&table(), &insert(id)).unwrap();
+        r.change(&table(), insert(id)).unwrap();
     }
     r.commit().unwrap();
     drop(r);
@@ -480,7 +480,7 @@ fn untracked_transactions_record_no_progress() {
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     r.begin_untracked();
     r.truncate(&[table()]).unwrap();
-    r.change(&table(), &insert(1)).unwrap();
+    r.change(&table(), insert(1)).unwrap();
     assert!(r.commit().unwrap().is_some());
     drop(r);
     assert_eq!(fake.requests.len(), 2, "a schema read, no progress read");
@@ -510,7 +510,7 @@ fn a_lost_commit_response_is_resolved_from_progress_not_resent() {
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     r.begin(0x100, 1);
-    r.change(&table(), &insert(1)).unwrap();
+    r.change(&table(), insert(1)).unwrap();
     assert!(r.commit().unwrap().is_some(), "the call succeeds");
     drop(r);
     assert_eq!(
@@ -534,7 +534,7 @@ fn a_transient_failure_before_commit_is_resent() {
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     r.begin(0x100, 1);
-    r.change(&table(), &insert(1)).unwrap();
+    r.change(&table(), insert(1)).unwrap();
     assert!(r.commit().is_ok());
     drop(r);
     assert_eq!(batches(&fake), 3, "two 503s, then applied once");
@@ -550,11 +550,11 @@ fn refused_connections_are_retried_even_mid_stream() {
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
     r.begin(0x100, 1);
-    r.change(&table(), &insert(0)).unwrap();
-    r.change(&table(), &insert(1)).unwrap(); // opens the stream: [BEGIN, CREATE, INSERT]
+    r.change(&table(), insert(0)).unwrap();
+    r.change(&table(), insert(1)).unwrap(); // opens the stream: [BEGIN, CREATE, INSERT]
     r.transport.refuse = 2; // the next request continues the stream: never sent, so resent
-    r.change(&table(), &insert(2)).unwrap();
-    r.change(&table(), &insert(3)).unwrap();
+    r.change(&table(), insert(2)).unwrap();
+    r.change(&table(), insert(3)).unwrap();
     assert!(r.commit().is_ok());
     drop(r);
     assert_eq!(fake.pauses, 2);
@@ -570,13 +570,13 @@ fn unknown_outcome_mid_stream_is_an_error_not_a_resend() {
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
     r.begin(0x100, 1);
-    r.change(&table(), &insert(0)).unwrap();
-    r.change(&table(), &insert(1)).unwrap();
+    r.change(&table(), insert(0)).unwrap();
+    r.change(&table(), insert(1)).unwrap();
     r.transport.lose = 1;
     // The request that continues the stream loses its response: whichever call sends it fails.
     let err = r
-        .change(&table(), &insert(2))
-        .and_then(|_| r.change(&table(), &insert(3)))
+        .change(&table(), insert(2))
+        .and_then(|_| r.change(&table(), insert(3)))
         .and_then(|_| r.commit().map(|_| true))
         .unwrap_err()
         .to_string();
@@ -593,7 +593,7 @@ fn permanent_failures_and_zero_retry_fail_at_once() {
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     r.begin(0x100, 1);
-    r.change(&table(), &insert(1)).unwrap();
+    r.change(&table(), insert(1)).unwrap();
     assert!(r.commit().is_err());
     drop(r);
     assert_eq!(batches(&fake), 1);
@@ -607,7 +607,7 @@ fn permanent_failures_and_zero_retry_fail_at_once() {
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
     r.begin(0x100, 1);
-    r.change(&table(), &insert(1)).unwrap();
+    r.change(&table(), insert(1)).unwrap();
     assert!(r.commit().is_err());
     drop(r);
     assert_eq!(batches(&fake), 1);
@@ -659,7 +659,7 @@ fn the_progress_read_is_retried_on_transient_failures() {
     );
     r.begin(0x400, 1);
     assert!(
-        !r.change(&table(), &insert(1)).unwrap(),
+        !r.change(&table(), insert(1)).unwrap(),
         "skipped: progress was read after two timeouts"
     );
 }
@@ -671,13 +671,13 @@ fn transactions_seen_by_the_copy_snapshot_are_skipped() {
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default())
         .with_skip_snapshot(Some(snap));
     r.begin(0x100, 104); // committed before the copy's snapshot: in the copy
-    assert!(!r.change(&table(), &insert(1)).unwrap());
+    assert!(!r.change(&table(), insert(1)).unwrap());
     assert_eq!(r.commit().unwrap(), None);
     r.begin(0x200, 105); // running when the copy started: not in it
-    assert!(r.change(&table(), &insert(2)).unwrap());
+    assert!(r.change(&table(), insert(2)).unwrap());
     assert!(r.commit().unwrap().is_some());
     r.begin(0x300, 111); // after the snapshot
-    assert!(r.change(&table(), &insert(3)).unwrap());
+    assert!(r.change(&table(), insert(3)).unwrap());
     assert!(r.commit().unwrap().is_some());
     drop(r);
     assert_eq!(batches(&fake), 2);
@@ -715,7 +715,7 @@ fn a_table_going_back_to_an_earlier_shape_is_altered_back() {
     renamed.columns[1].name = "w".into();
     for (lsn, t) in [(0x100, table()), (0x200, renamed), (0x300, table())] {
         r.begin(lsn, 1);
-        r.change(&t, &insert(lsn as i64)).unwrap();
+        r.change(&t, insert(lsn as i64)).unwrap();
         r.commit().unwrap();
     }
     drop(r);
