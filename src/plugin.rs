@@ -211,6 +211,9 @@ unsafe extern "C-unwind" fn pgturso_change(
         let state = state(ctx);
         let info = ok_or_raise(tuple::rel_info(rel), &state.options);
         if !wanted(&state.options, &info.table) {
+            // Decoding may dwell on other tables for long: keep our Turso stream open.
+            let kept = state.replicator.keep_alive();
+            ok_or_raise(kept, &state.options);
             return;
         }
         let tupdesc = (*rel).rd_att;

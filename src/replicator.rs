@@ -32,6 +32,9 @@ pub struct Limits {
     pub max_bytes: usize,
     /// Total time spent retrying one request; zero disables retries.
     pub retry_for: Duration,
+    /// An open stream that has had no request for this long gets one (see
+    /// [`Replicator::keep_alive`]): sqld expires a stream after about 10 s without requests.
+    pub keep_alive: Duration,
 }
 
 impl Default for Limits {
@@ -40,6 +43,7 @@ impl Default for Limits {
             max_records: 2000,
             max_bytes: 5 * 1024 * 1024,
             retry_for: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(5),
         }
     }
 }
@@ -116,6 +120,8 @@ struct Txn {
     stream: Option<Stream>,
     /// At most one request in flight; it must be answered before the next one (its baton).
     pending_request: Option<Pending>,
+    /// When the last request of this transaction's stream was sent.
+    last_sent: Instant,
     /// (source table, shape) created or altered by this transaction, remembered once it commits.
     created: Vec<(String, String)>,
     known: Vec<(String, KnownTable)>,
@@ -187,6 +193,7 @@ impl<T: Transport> Replicator<T> {
             group: None,
             stream: None,
             pending_request: None,
+            last_sent: Instant::now(),
             created: Vec::new(),
             known: Vec::new(),
         });
@@ -315,6 +322,21 @@ impl<T: Transport> Replicator<T> {
         }
         self.txn.as_mut().expect("inside a transaction").changes += 1;
         Ok(true)
+    }
+
+    /// Keeps the transaction's Turso stream open while decoding sends nothing to it (changes of
+    /// tables that `table_name` filters out, say): when the stream has had no request for
+    /// `limits.keep_alive`, what is pending (possibly nothing) is sent on it. Cheap otherwise.
+    pub fn keep_alive(&mut self) -> Result<(), PgTursoError> {
+        let Some(txn) = self.txn.as_ref() else {
+            return Ok(());
+        };
+        if (txn.stream.is_none() && txn.pending_request.is_none())
+            || txn.last_sent.elapsed() < self.limits.keep_alive
+        {
+            return Ok(());
+        }
+        self.flush(false)
     }
 
     /// TRUNCATE of the given replicated tables.
@@ -559,6 +581,7 @@ impl<T: Transport> Replicator<T> {
         let base = stream.as_ref().and_then(|s| s.base_url.clone());
         let standalone = stream.is_none();
         let tracked = txn.tracked;
+        txn.last_sent = Instant::now();
         if !commit {
             let in_flight = self.transport.start(base.as_deref(), &req);
             self.txn

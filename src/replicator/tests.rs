@@ -735,3 +735,47 @@ fn a_table_going_back_to_an_earlier_shape_is_altered_back() {
         ]
     );
 }
+
+#[test]
+fn an_idle_stream_is_kept_open() {
+    let mut fake = Fake::default();
+    let limits = Limits {
+        max_records: 3,
+        keep_alive: Duration::ZERO,
+        ..Limits::default()
+    };
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
+    r.keep_alive().unwrap();
+    r.begin(0x100, 1);
+    r.keep_alive().unwrap();
+    // BEGIN, CREATE TABLE, the schema row and row 1 fill the first request; row 2 is pending.
+    r.change(&table(), insert(1)).unwrap();
+    r.change(&table(), insert(2)).unwrap();
+    // The stream is open: the keep-alive sends the pending row, then an empty batch.
+    r.keep_alive().unwrap();
+    r.keep_alive().unwrap();
+    r.change(&table(), insert(3)).unwrap();
+    r.commit().unwrap();
+    drop(r);
+    let txn = txns(&fake);
+    let sqls: Vec<Vec<String>> = txn.iter().map(|(_, b)| step_sqls(b)).collect();
+    let want: [&[&str]; 4] = [
+        &["BEGIN", "CREATE TABLE", "INSERT INTO"],
+        &["INSERT INTO"],
+        &[],
+        // Row 3, then the progress row.
+        &["INSERT INTO", "INSERT INTO", "COMMIT", "ROLLBACK"],
+    ];
+    assert_eq!(sqls, want, "{txn:?}");
+    assert_eq!(txn[0].1["baton"], Json::Null);
+    assert!(txn[1..].iter().all(|(_, b)| b["baton"] == "baton-1"));
+    // With the default interval nothing extra is sent.
+    let mut fake = Fake::default();
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
+    r.begin(0x100, 1);
+    r.change(&table(), insert(1)).unwrap();
+    r.keep_alive().unwrap();
+    r.commit().unwrap();
+    drop(r);
+    assert_eq!(txns(&fake).len(), 1);
+}
