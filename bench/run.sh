@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # pgturso benchmark: builds and installs the extension (release; skip with
 # PGTURSO_BENCH_SKIP_SETUP=1), starts a throwaway PostgreSQL 15 cluster and sqld on loopback under
-# .tmp/bench, runs workloads W1-W5 through pgturso, test_decoding and directly against sqld,
+# .tmp/bench, runs workloads W1-W5b through pgturso, test_decoding and directly against sqld,
 # prints the results, verifies every Turso table against PostgreSQL row by row, stops everything.
 # Options (environment): PGTURSO_BENCH_SCALE (row-count multiplier, default 1),
+# PGTURSO_BENCH_ROUNDS (rounds of W1-W4, default 3; medians are reported),
 # PGTURSO_BENCH_PLUGIN_OPTIONS (extra pgturso options, "name=value,name=value").
 # Exit status: 0 = ran and verified (targets are only reported), 1 = verification mismatch, 2 = error.
 set -euo pipefail
