@@ -6,7 +6,7 @@ mod common;
 use common::setup_slot as setup;
 
 use common::proxy::{Action, Proxy};
-use common::{confirmed_lsn, db_error, get_changes, pg_rows, Sqld};
+use common::{confirmed_lsn, db_error, get_changes, pg_rows, Rng, Sqld};
 use serde_json::json;
 
 /// Every row of `table` in PostgreSQL and in Turso, as text, ordered by the first column.
@@ -131,4 +131,131 @@ fn a_row_larger_than_the_byte_limit_still_goes_through() {
             vec![json!(3), json!(9)]
         ]
     );
+}
+
+/// A finite float of any magnitude (random bits), subnormals and signed zeros included.
+fn rand_float(rng: &mut Rng) -> f64 {
+    match rng.below(8) {
+        0 => -0.0,
+        1 => f64::from_bits(rng.below(1 << 52)), // subnormal
+        2 => f64::MAX,
+        3 => rng.below(2_000_000) as f64 / 7.0 - 100_000.0,
+        _ => loop {
+            let f = f64::from_bits(rng.next());
+            if f.is_finite() {
+                break f;
+            }
+        },
+    }
+}
+
+fn rand_bytes(rng: &mut Rng) -> Vec<u8> {
+    let n = rng.below(40) as usize;
+    (0..n).map(|_| rng.next() as u8).collect()
+}
+
+fn rand_text(rng: &mut Rng) -> String {
+    const PIECES: [&str; 12] = [
+        "a", "Z", "\"", "'", "\\", "\n", "\t", "\u{1}", "\u{1f}", "é", "𝄞", "\u{2028}",
+    ];
+    let n = rng.below(30);
+    (0..n).map(|_| *rng.pick(&PIECES)).collect()
+}
+
+/// Rows of `t` as exact text: floats as their bits (`-0` as `0`: SQLite stores a REAL zero
+/// without its sign), bytes as hex.
+fn exact_rows(rows: Vec<Vec<Option<String>>>) -> Vec<String> {
+    rows.into_iter()
+        .map(|r| {
+            let f = |i: usize| {
+                r[i].as_deref().map(|s| {
+                    let v: f64 = s.parse().unwrap_or_else(|_| panic!("float {s}"));
+                    format!("{:016x}", (v + 0.0).to_bits())
+                })
+            };
+            format!(
+                "{:?} {:?} {:?} {:?} {:?} {:?}",
+                r[0],
+                r[1].as_deref().map(str::to_lowercase),
+                f(2),
+                r[3],
+                f(4),
+                r[5]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn multi_row_statements_carry_every_value_exactly() {
+    let sqld = Sqld::start("exact", false);
+    let (mut c, slot) = setup("exact");
+    // The key has a float and a bytea in it: deletes match on values that travel as JSON too.
+    c.batch_execute(
+        "CREATE TABLE t(id int8, b bytea, f float8, txt text, r float4, n numeric,
+                        PRIMARY KEY (id, b, f))",
+    )
+    .unwrap();
+    let mut rng = Rng(0x5eed);
+    let mut keys = Vec::new();
+    let mut tx = c.transaction().unwrap();
+    let ins = tx
+        .prepare("INSERT INTO t VALUES ($1, $2, $3, $4, $5::float8::float4, $6::text::numeric)")
+        .unwrap();
+    for i in 0..6000i64 {
+        let id = match i {
+            0 => i64::MIN,
+            1 => i64::MAX,
+            _ => i * 7919 - 1_000_000,
+        };
+        let (b, f) = (rand_bytes(&mut rng), rand_float(&mut rng));
+        let r = f64::from(rand_float(&mut rng) as f32);
+        let r = if r.is_finite() { Some(r) } else { None };
+        let n = format!("{}.{}", rng.next() as i64, rng.next() % 1000);
+        let txt = if i % 11 == 0 {
+            None
+        } else {
+            Some(rand_text(&mut rng))
+        };
+        tx.execute(&ins, &[&id, &b, &f, &txt, &r, &n]).unwrap();
+        keys.push((id, b, f));
+    }
+    tx.commit().unwrap();
+    get_changes(&mut c, &slot, &[("url", &sqld.url())]).unwrap();
+    // One transaction deleting a third of the rows by their whole key, then updating a third.
+    let mut tx = c.transaction().unwrap();
+    let del = tx
+        .prepare("DELETE FROM t WHERE id = $1 AND b = $2 AND f = $3")
+        .unwrap();
+    let upd = tx
+        .prepare(
+            "UPDATE t SET txt = $4, r = $5::float8::float4 WHERE id = $1 AND b = $2 AND f = $3",
+        )
+        .unwrap();
+    for (id, b, f) in keys.iter().step_by(3) {
+        assert_eq!(tx.execute(&del, &[id, b, f]).unwrap(), 1);
+    }
+    for (id, b, f) in keys.iter().skip(1).step_by(3) {
+        let r = f64::from(rand_float(&mut rng) as f32);
+        let r = if r.is_finite() { Some(r) } else { None };
+        tx.execute(&upd, &[id, b, f, &rand_text(&mut rng), &r])
+            .unwrap();
+    }
+    tx.commit().unwrap();
+    let out = get_changes(&mut c, &slot, &[("url", &sqld.url())]).unwrap();
+    assert_eq!(out.len(), 1, "{out:?}");
+    c.batch_execute("SET extra_float_digits = 3").unwrap();
+    let pg_side = exact_rows(pg_rows(
+        &mut c,
+        "SELECT id, encode(b, 'hex'), f, txt, r::float8, n FROM t ORDER BY id",
+    ));
+    let turso = exact_rows(sqld.query_text(
+        "SELECT id, hex(b), printf('%!.17g', f), txt, iif(r IS NULL, NULL, printf('%!.17g', r)), n \
+         FROM t ORDER BY id",
+    ));
+    assert_eq!(pg_side.len(), 4000);
+    assert_eq!(turso.len(), pg_side.len());
+    for (t, p) in turso.iter().zip(&pg_side) {
+        assert_eq!(t, p);
+    }
 }
