@@ -71,15 +71,8 @@ struct Group {
 
 impl Group {
     fn accepts(&self, table: &Table, delete: bool, cols: &[usize], max_rows: usize) -> bool {
-        let same_table = match (self.table.shape.get(), table.shape.get()) {
-            // The shape names everything the statement is made of (set by `ensure_table`).
-            (Some(a), Some(b)) => a == b,
-            _ => {
-                self.table.turso_name == table.turso_name
-                    && self.table.columns == table.columns
-                    && self.table.key == table.key
-            }
-        };
+        // The shape (set by `ensure_table` before any row) names all the statement is made of.
+        let same_table = self.table.shape.get().is_some() && self.table.shape == table.shape;
         self.delete == delete && self.rows.len() < max_rows && self.cols == cols && same_table
     }
 
