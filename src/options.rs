@@ -1,5 +1,5 @@
 //! Plugin options (`url`, `auth`, `table_name`, `ca_file`, `timeout_ms`, `retry_ms`,
-//! `max_request_records`, `max_request_bytes`) -> a validated [`Options`].
+//! `keepalive_ms`, `max_request_records`, `max_request_bytes`) -> a validated [`Options`].
 //!
 //! `plugin.rs` walks the DefElem list into `(name, value)` pairs; everything here is plain Rust.
 
@@ -158,6 +158,10 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
             "retry_ms" => {
                 let ms = parse_int(name, val, 0, 3_600_000, "milliseconds")?;
                 limits.retry_for = Duration::from_millis(ms as u64);
+            }
+            "keepalive_ms" => {
+                let ms = parse_int(name, val, 1, 3_600_000, "milliseconds")?;
+                limits.keep_alive = Duration::from_millis(ms as u64);
             }
             _ => {
                 let shown = match val {
@@ -514,6 +518,10 @@ mod tests {
         assert_eq!(o.limits.max_bytes, 65536);
         let o = opts(&[("url", Some("http://h/")), ("retry_ms", Some("0"))]).unwrap();
         assert_eq!(o.limits.retry_for, Duration::ZERO);
+        assert_eq!(o.limits.keep_alive, Duration::from_secs(5));
+        let o = opts(&[("url", Some("http://h/")), ("keepalive_ms", Some("250"))]).unwrap();
+        assert_eq!(o.limits.keep_alive, Duration::from_millis(250));
+        assert!(opts(&[("url", Some("http://h/")), ("keepalive_ms", Some("0"))]).is_err());
         assert!(opts(&[
             ("url", Some("http://h/")),
             ("max_request_records", Some("0"))

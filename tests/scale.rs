@@ -259,3 +259,47 @@ fn multi_row_statements_carry_every_value_exactly() {
         assert_eq!(t, p);
     }
 }
+
+#[test]
+fn an_open_stream_is_kept_alive_while_filtered_changes_are_decoded() {
+    let sqld = Sqld::start("keepalive", false);
+    let (mut c, slot) = setup("keepalive");
+    c.batch_execute("CREATE TABLE t(id int PRIMARY KEY); CREATE TABLE u(id int)")
+        .unwrap();
+    let proxy = Proxy::start(sqld.port, |_| Action::Forward);
+    let requests = || proxy.requests.load(std::sync::atomic::Ordering::SeqCst);
+    // Each transaction opens a stream (one record per request), then decoding goes through
+    // 300,000 rows of a table that table_name leaves out, then one more row for the stream.
+    let mut run = |first: i32, keepalive_ms: &str| {
+        c.batch_execute(&format!(
+            "BEGIN;
+             INSERT INTO t VALUES ({first}), ({first} + 1), ({first} + 2);
+             INSERT INTO u SELECT generate_series(1, 300000);
+             INSERT INTO t VALUES ({first} + 3);
+             COMMIT;"
+        ))
+        .unwrap();
+        let before = requests();
+        let opts = [
+            ("url", proxy.url()),
+            ("table_name", "t".to_string()),
+            ("max_request_records", "1".to_string()),
+            ("keepalive_ms", keepalive_ms.to_string()),
+        ];
+        let opts: Vec<(&str, &str)> = opts.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let out = get_changes(&mut c, &slot, &opts).unwrap();
+        assert_eq!(out.len(), 1, "{out:?}");
+        requests() - before
+    };
+    let quiet = run(1, "3600000");
+    let kept = run(11, "20");
+    assert!(
+        kept >= quiet + 3,
+        "keep-alive requests expected: {kept} requests with keepalive_ms=20, {quiet} without"
+    );
+    assert_eq!(
+        sqld.query("SELECT count(*), sum(id) FROM t"),
+        vec![vec![json!(8), json!(1 + 2 + 3 + 4 + 11 + 12 + 13 + 14)]]
+    );
+    assert!(!sqld.table_exists("u"));
+}
