@@ -363,7 +363,8 @@ pub fn rows_json(rows: &[Vec<Value>]) -> (String, Vec<u8>) {
     )
 }
 
-/// `(m, e)` with `m * 2^e == f` exactly, `|m| < 2^53` and `e` in `-1074..=971` (f finite).
+/// `(m, e)` with `m * 2^e == f` exactly, `m` odd (or 0), `|m| < 2^53` and `e` in `-1074..=1023`
+/// (f finite; `power(2.0, e)` is exact over that whole range).
 fn float_parts(f: f64) -> (i64, i32) {
     let bits = f.to_bits();
     let exp = ((bits >> 52) & 0x7ff) as i32;
@@ -780,7 +781,7 @@ mod tests {
 
     #[test]
     fn float_parts_are_exact() {
-        // 2^e as a float, for e in -1074..=971 (subnormal below -1022).
+        // 2^e as a float, for e in -1074..=1023 (subnormal below -1022).
         let pow2 = |e: i32| {
             if e >= -1022 {
                 f64::from_bits(((e + 1023) as u64) << 52)
@@ -804,10 +805,13 @@ mod tests {
             2.225073858507201e-308,
             1.5471825031341821e-78,
             9007199254740993.0,
+            8.98846567431158e307,   // 2^1023
+            -1.348269851146737e308, // -3 * 2^1022
+            -9.943772430956877e307, // an even mantissa near the top: e above 971
         ] {
             let (m, e) = float_parts(f);
             assert!(
-                m.unsigned_abs() < 1 << 53 && (-1074..=971).contains(&e),
+                m.unsigned_abs() < 1 << 53 && (-1074..=1023).contains(&e),
                 "{f}"
             );
             assert!(
@@ -817,6 +821,7 @@ mod tests {
             assert_eq!((m as f64 * pow2(e)).to_bits(), f.to_bits(), "{f}");
         }
         assert_eq!(float_parts(-0.0), (0, 0));
+        assert_eq!(float_parts(8.98846567431158e307), (1, 1023));
     }
 
     #[test]
