@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 import traceback
+
+from bench import float_parts  # pgturso's [m, e] float encoding (bench.py, beside this file)
 import urllib.parse
 
 ROWS = int(os.environ.get("PGTURSO_PROTO_ROWS", "100000"))
@@ -58,17 +60,6 @@ def dumps(obj):
 
 def values_sql(nrows):
     return INSERT + " VALUES " + ", ".join(["(?, ?, ?, ?)"] * nrows) + UPSERT
-
-
-def float_parts(f):
-    """(m, e) with m * 2**e == f exactly and m odd (or 0), like pgturso's float_parts."""
-    bits = struct.unpack("<Q", struct.pack("<d", f))[0]
-    exp, frac = (bits >> 52) & 0x7FF, bits & ((1 << 52) - 1)
-    m, e = (frac, -1074) if exp == 0 else (frac | (1 << 52), exp - 1075)
-    if m == 0:
-        return 0, 0
-    tz = (m & -m).bit_length() - 1
-    return (-(m >> tz) if bits >> 63 else m >> tz), e + tz
 
 
 # ---- Hrana JSON -------------------------------------------------------------------------------
