@@ -67,6 +67,8 @@ struct Group {
     delete: bool,
     cols: Vec<usize>,
     rows: Vec<Vec<Value>>,
+    /// The server reads rows from one JSON argument (see [`sql::rows_json`]).
+    json: bool,
 }
 
 impl Group {
@@ -76,9 +78,8 @@ impl Group {
         self.delete == delete && self.rows.len() < max_rows && self.cols == cols && same_table
     }
 
-    /// `json`: the server reads rows from one JSON argument (see [`sql::rows_json`]).
-    fn into_stmt(self, json: bool) -> Stmt {
-        match (self.delete, json && self.rows.len() > 1) {
+    fn into_stmt(self) -> Stmt {
+        match (self.delete, self.json && self.rows.len() > 1) {
             (true, true) => sql::delete_keys_json(&self.table, &self.rows),
             (true, false) => sql::delete_keys(&self.table, &self.rows),
             (false, true) => sql::upsert_rows_json(&self.table, &self.cols, &self.rows),
@@ -462,9 +463,8 @@ impl<T: Transport> Replicator<T> {
     fn push(&mut self, stmt: Stmt) -> Result<(), PgTursoError> {
         let size = stmt.estimated_size();
         self.make_room(size)?;
-        let json = self.json_rows;
         let txn = self.txn.as_mut().expect("inside a transaction");
-        close_group(txn, json);
+        close_group(txn);
         txn.pending_bytes += size;
         txn.pending_records += 1;
         txn.pending.push(stmt);
@@ -495,12 +495,13 @@ impl<T: Transport> Replicator<T> {
         match &mut txn.group {
             Some(g) if g.accepts(table, delete, &cols, max_rows) => g.rows.push(values),
             _ => {
-                close_group(txn, json);
+                close_group(txn);
                 txn.group = Some(Group {
                     table: table.clone(),
                     delete,
                     cols,
                     rows: vec![values],
+                    json,
                 });
             }
         }
@@ -546,10 +547,9 @@ impl<T: Transport> Replicator<T> {
     /// stream and waits for Turso's answer; otherwise the request travels while decoding goes on.
     fn flush(&mut self, commit: bool) -> Result<(), PgTursoError> {
         self.settle()?;
-        let json = self.json_rows;
         let txn = self.txn.as_mut().expect("inside a transaction");
         let lsn = txn.lsn;
-        close_group(txn, json);
+        close_group(txn);
         let mut stmts = std::mem::take(&mut txn.pending);
         txn.pending_bytes = 0;
         txn.pending_records = 0;
@@ -698,9 +698,9 @@ fn wrap_error(tracked: bool, lsn: u64, source: ClientError) -> PgTursoError {
 }
 
 /// Turns the open multi-row group, if any, into a pending statement.
-fn close_group(txn: &mut Txn, json: bool) {
+fn close_group(txn: &mut Txn) {
     if let Some(g) = txn.group.take() {
-        txn.pending.push(g.into_stmt(json));
+        txn.pending.push(g.into_stmt());
     }
 }
 
