@@ -387,23 +387,25 @@ def float_parts(f):
 
 
 def json_rows_stmts(head, rows, tail=""):
-    """pgturso's JSON-rows statements: `head SELECT <cells> FROM json_each(?)` with
-    INSERT_ROWS_PER_STMT rows per statement in one JSON text argument."""
+    """pgturso's JSON-rows statements: `head SELECT <cells> FROM (SELECT value AS j FROM
+    json_each(?) LIMIT -1 OFFSET 0) AS r` with INSERT_ROWS_PER_STMT rows per statement in one JSON
+    text argument (the OFFSET makes the subquery a co-routine: each row's text is made once)."""
     stmts = []
     for k in range(0, len(rows), INSERT_ROWS_PER_STMT):
         chunk = rows[k:k + INSERT_ROWS_PER_STMT]
         floats = {i for row in chunk for i, v in enumerate(row) if isinstance(v, float)}
         cells = ", ".join(
-            f"(value ->> '$[{i}][0]') * power(2.0, value ->> '$[{i}][1]')" if i in floats
-            else f"value ->> {i}" for i in range(len(chunk[0])))
+            f"(r.j ->> '$[{i}][0]') * power(2.0, r.j ->> '$[{i}][1]')" if i in floats
+            else f"r.j ->> {i}" for i in range(len(chunk[0])))
         arg = json.dumps([[list(float_parts(v)) if isinstance(v, float) else v for v in row]
                           for row in chunk], separators=(",", ":"))
-        stmts.append((f"{head} SELECT {cells} FROM json_each(?){tail}", [arg]))
+        stmts.append((f"{head} SELECT {cells} FROM (SELECT value AS j FROM json_each(?) "
+                      f"LIMIT -1 OFFSET 0) AS r{tail}", [arg]))
     return stmts
 
 
 def json_insert_stmts(table, cols, rows, upsert=False):
-    tail = ' WHERE true ORDER BY "key"'
+    tail = " WHERE true"  # the rows of one statement have distinct keys, as pgturso's do
     if upsert:
         tail += " ON CONFLICT (id) DO UPDATE SET " + ", ".join(
             f"{c} = excluded.{c}" for c in cols if c != "id")

@@ -41,9 +41,9 @@ INSERT = 'INSERT INTO "t" ("id", "v", "n", "f")'
 UPSERT = ' ON CONFLICT ("id") DO UPDATE SET "v" = excluded."v", "n" = excluded."n", "f" = excluded."f"'
 # pgturso's JSON-rows statement: one text argument, a JSON array of [id, v, n, [m, e]] rows
 JSON_ROWS_SQL = (
-    INSERT + " SELECT value ->> 0, value ->> 1, value ->> 2, "
-    "(value ->> '$[3][0]') * power(2.0, value ->> '$[3][1]') "
-    'FROM json_each(?) WHERE true ORDER BY "key"' + UPSERT
+    INSERT + " SELECT r.j ->> 0, r.j ->> 1, r.j ->> 2, "
+    "(r.j ->> '$[3][0]') * power(2.0, r.j ->> '$[3][1]') "
+    "FROM (SELECT value AS j FROM json_each(?) LIMIT -1 OFFSET 0) AS r WHERE true" + UPSERT
 )
 JSON_CT = "application/json"
 PB_CT = "application/x-protobuf"

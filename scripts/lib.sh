@@ -38,7 +38,8 @@ CONF
 
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 
-# start_sqld DIR: sqld with an Ed25519 JWT key; sets SQLD_PORT, SQLD_URL and TURSO_TOKEN.
+# start_sqld DIR: sqld with an Ed25519 JWT key; sets SQLD_PORT, SQLD_URL, TURSO_TOKEN and SQLD_PID.
+# SQLD_WRAPPER (optional) is a command sqld runs under (bench/statements.sh: valgrind).
 start_sqld() {
   local dir=$1
   rm -rf "$dir"; mkdir -p "$dir"
@@ -50,16 +51,18 @@ start_sqld() {
   printf '%s.%s' "$header" "$payload" > "$dir/input"
   TURSO_TOKEN="$header.$payload.$(openssl pkeyutl -sign -inkey "$dir/priv.pem" -rawin -in "$dir/input" | b64url)"
   SQLD_PORT=$(free_port)
-  (cd "$dir" && exec "$ROOT/tools/sqld/sqld" --http-listen-addr "127.0.0.1:$SQLD_PORT" --db-path "$dir/data.sqld" \
+  # shellcheck disable=SC2086 # SQLD_WRAPPER is a command with arguments
+  (cd "$dir" && exec ${SQLD_WRAPPER:-} "$ROOT/tools/sqld/sqld" --http-listen-addr "127.0.0.1:$SQLD_PORT" --db-path "$dir/data.sqld" \
       --no-welcome --auth-jwt-key-file "$dir/pub.pem" >"$dir/sqld.log" 2>&1) &
   local pid=$!
   STOP_CMDS+=("kill $pid 2>/dev/null || true")
-  for _ in $(seq 100); do
+  SQLD_PID=$pid
+  for _ in $(seq "${SQLD_START_TRIES:-100}"); do
     (echo > "/dev/tcp/127.0.0.1/$SQLD_PORT") 2>/dev/null && break
     sleep 0.1
   done
   SQLD_URL="http://127.0.0.1:$SQLD_PORT/"
-  export SQLD_PORT SQLD_URL TURSO_TOKEN
+  export SQLD_PORT SQLD_URL TURSO_TOKEN SQLD_PID
 }
 
 # turso_query SQL: runs one statement on sqld and prints the rows, one per line, tab-separated.

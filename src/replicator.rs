@@ -6,8 +6,8 @@
 //! LSN are skipped, so re-decoding after a failure never applies anything twice. Plain Rust: the
 //! transport is a trait, so this is tested without a network.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
 use std::time::{Duration, Instant};
 
 use crate::client::{ClientError, InFlight, Transport};
@@ -69,13 +69,28 @@ struct Group {
     rows: Vec<Vec<Value>>,
     /// The server reads rows from one JSON argument (see [`sql::rows_json`]).
     json: bool,
+    /// Hashes of the keys of an upsert group's rows: a key that comes again (an INSERT and then
+    /// an UPDATE of the same row) starts a new statement, so the rows of one statement never
+    /// depend on the order the server applies them in (see [`sql::upsert_rows_json`]).
+    keys: HashSet<u64>,
 }
 
 impl Group {
-    fn accepts(&self, table: &Table, delete: bool, cols: &[usize], max_rows: usize) -> bool {
+    fn accepts(
+        &self,
+        table: &Table,
+        delete: bool,
+        cols: &[usize],
+        max_rows: usize,
+        key: Option<u64>,
+    ) -> bool {
         // The shape (set by `ensure_table` before any row) names all the statement is made of.
         let same_table = self.table.shape.get().is_some() && self.table.shape == table.shape;
-        self.delete == delete && self.rows.len() < max_rows && self.cols == cols && same_table
+        self.delete == delete
+            && self.rows.len() < max_rows
+            && self.cols == cols
+            && same_table
+            && key.is_none_or(|k| !self.keys.contains(&k))
     }
 
     fn into_stmt(self) -> Stmt {
@@ -489,11 +504,15 @@ impl<T: Transport> Replicator<T> {
                 .min(sql::MAX_PARAMS / cols.len().max(1))
         };
         let json = self.json_rows;
+        let key = (!delete && !table.key.is_empty()).then(|| key_hash(table, &cols, &values));
         let txn = self.txn.as_mut().expect("inside a transaction");
         txn.pending_bytes += size;
         txn.pending_records += 1;
         match &mut txn.group {
-            Some(g) if g.accepts(table, delete, &cols, max_rows) => g.rows.push(values),
+            Some(g) if g.accepts(table, delete, &cols, max_rows, key) => {
+                g.keys.extend(key);
+                g.rows.push(values);
+            }
             _ => {
                 close_group(txn);
                 txn.group = Some(Group {
@@ -502,6 +521,7 @@ impl<T: Transport> Replicator<T> {
                     cols,
                     rows: vec![values],
                     json,
+                    keys: key.into_iter().collect(),
                 });
             }
         }
@@ -695,6 +715,24 @@ fn wrap_error(tracked: bool, lsn: u64, source: ClientError) -> PgTursoError {
     } else {
         PgTursoError::Copy { source }
     }
+}
+
+/// A hash of the key values of an upsert row (`values` of the columns `cols`). Equal keys hash
+/// equal (-0.0 as 0.0, which SQLite also compares equal); a rare collision of different keys
+/// only splits a statement. A key column missing from `cols` hashes as a constant.
+fn key_hash(table: &Table, cols: &[usize], values: &[Value]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for k in &table.key {
+        match cols.iter().position(|c| c == k).map(|p| &values[p]) {
+            None => 0u8.hash(&mut h),
+            Some(Value::Null) => 1u8.hash(&mut h),
+            Some(Value::Integer(n)) => (2u8, n).hash(&mut h),
+            Some(Value::Float(f)) => (3u8, (f + 0.0).to_bits()).hash(&mut h),
+            Some(Value::Text(t)) => (4u8, t).hash(&mut h),
+            Some(Value::Blob(b)) => (5u8, b).hash(&mut h),
+        }
+    }
+    h.finish()
 }
 
 /// Turns the open multi-row group, if any, into a pending statement.

@@ -107,6 +107,40 @@ fn mixed_changes_keep_their_order_across_tables() {
     );
 }
 
+/// Upserts of the same row (an INSERT, then UPDATEs) follow each other with nothing between, so
+/// they would share one multi-row statement: a repeated key must start a new statement, or the
+/// server could apply an older version last.
+#[test]
+fn repeated_keys_in_a_run_of_upserts_end_at_the_last_version() {
+    let sqld = Sqld::start("repeat", false);
+    let (mut c, slot) = setup("repeat");
+    c.batch_execute(
+        "CREATE TABLE r(id int primary key, v text, n int);
+         BEGIN;
+         INSERT INTO r SELECT g, 'v' || g, 0 FROM generate_series(1, 1500) g;
+         UPDATE r SET v = v || '+1', n = n + 1;
+         UPDATE r SET v = v || '+2', n = n + 1 WHERE id % 2 = 0;
+         INSERT INTO r SELECT g, 'w' || g, 0 FROM generate_series(1501, 1600) g;
+         UPDATE r SET v = v || '+3', n = n + 1 WHERE id % 3 = 0 OR id > 1590;
+         COMMIT;",
+    )
+    .unwrap();
+    let url = sqld.url();
+    let out = get_changes(
+        &mut c,
+        &slot,
+        &[("url", url.as_str()), ("max_request_records", "10000")],
+    )
+    .unwrap();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].ends_with(": 4390 changes"), "{out:?}");
+    assert_mirror(&mut c, &sqld, "r", "id, v, n");
+    assert_eq!(
+        sqld.query("SELECT v, n FROM r WHERE id = 6"),
+        vec![vec![json!("v6+1+2+3"), json!(3)]]
+    );
+}
+
 #[test]
 fn a_row_larger_than_the_byte_limit_still_goes_through() {
     let sqld = Sqld::start("bigrow", false);

@@ -191,6 +191,19 @@ fn steps(req: &Json) -> Vec<Json> {
         .collect()
 }
 
+/// The steps of the first transaction that insert into table "t".
+fn insert_steps(fake: &Fake) -> Vec<Json> {
+    steps(&txns(fake)[0].1)
+        .into_iter()
+        .filter(|s| {
+            s["stmt"]["sql"]
+                .as_str()
+                .unwrap()
+                .starts_with("INSERT INTO \"t\"")
+        })
+        .collect()
+}
+
 /// Statements of a batch: first two words, schema bookkeeping left out.
 fn step_sqls(req: &Json) -> Vec<String> {
     steps(req)
@@ -427,12 +440,86 @@ fn grouping_keeps_the_order_of_changes() {
     );
     assert_eq!(
         sqls[3],
-        "DELETE FROM \"t\" WHERE \"id\" IN (SELECT value ->> 0 FROM json_each(?))"
+        "DELETE FROM \"t\" WHERE \"id\" IN (SELECT r.j ->> 0 \
+         FROM (SELECT value AS j FROM json_each(?) LIMIT -1 OFFSET 0) AS r)"
     );
     assert!(sqls[4].starts_with("INSERT INTO \"t\""));
     assert!(sqls[5].starts_with("CREATE TABLE IF NOT EXISTS \"u\""));
     assert!(sqls[6].starts_with("INSERT INTO \"u\""));
     assert!(sqls[7].starts_with("INSERT INTO \"t\"") && !sqls[7].contains("), ("));
+}
+
+#[test]
+fn a_repeated_key_starts_a_new_statement() {
+    let mut fake = Fake::default();
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
+    let update = |id: i64, v: &str| RowChange::Update {
+        old: None,
+        new: vec![
+            Cell::Value(Value::Integer(id)),
+            Cell::Value(Value::Text(v.into())),
+        ],
+    };
+    r.begin(0x100, 1);
+    // 1, 2, 3 | 1 (again), 4, 2 (again)... | 2 (again)
+    for change in [
+        insert(1),
+        insert(2),
+        insert(3),
+        update(1, "a"),
+        insert(4),
+        update(2, "b"),
+        update(2, "c"),
+    ] {
+        r.change(&table(), change).unwrap();
+    }
+    r.commit().unwrap();
+    drop(r);
+    let rows: Vec<Json> = insert_steps(&fake)
+        .iter()
+        .map(|s| {
+            let args = &s["stmt"]["args"];
+            if s["stmt"]["sql"].as_str().unwrap().contains("json_each") {
+                serde_json::from_str(args[0]["value"].as_str().unwrap()).unwrap()
+            } else {
+                json!([args])
+            }
+        })
+        .collect();
+    let keys: Vec<Vec<i64>> = rows
+        .iter()
+        .map(|stmt| {
+            stmt.as_array()
+                .unwrap()
+                .iter()
+                .map(|row| match &row[0] {
+                    Json::Number(n) => n.as_i64().unwrap(),
+                    wire => wire["value"].as_str().unwrap().parse().unwrap(),
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        vec![vec![1, 2, 3], vec![1, 4, 2], vec![2]],
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn key_hashes_ignore_the_sign_of_zero_and_tell_kinds_apart() {
+    let mut t = table();
+    t.columns[0].sql_type = SqlType::Real;
+    let h = |v: Value| super::key_hash(&t, &[0, 1], &[v, Value::Null]);
+    assert_eq!(h(Value::Float(0.0)), h(Value::Float(-0.0)));
+    assert_ne!(h(Value::Float(1.0)), h(Value::Float(2.0)));
+    assert_ne!(h(Value::Integer(1)), h(Value::Float(1.0)));
+    assert_ne!(h(Value::Text("a".into())), h(Value::Blob(b"a".to_vec())));
+    // Without the key column every row counts as the same key: one row per statement.
+    assert_eq!(
+        super::key_hash(&t, &[1], &[Value::Integer(1)]),
+        super::key_hash(&t, &[1], &[Value::Integer(2)])
+    );
 }
 
 #[test]
@@ -453,15 +540,8 @@ fn statements_stay_under_the_parameter_limit() {
     }
     r.commit().unwrap();
     drop(r);
-    let steps = steps(&txns(&fake)[0].1);
-    let inserts: Vec<usize> = steps
+    let inserts: Vec<usize> = insert_steps(&fake)
         .iter()
-        .filter(|s| {
-            s["stmt"]["sql"]
-                .as_str()
-                .unwrap()
-                .starts_with("INSERT INTO \"t\"")
-        })
         .map(|s| s["stmt"]["args"].as_array().unwrap().len())
         .collect();
     assert_eq!(inserts.iter().sum::<usize>(), 40_000);
