@@ -565,8 +565,9 @@ impl<T: Transport> Replicator<T> {
 
     /// Sends the pending statements; `commit` adds the progress row and COMMIT and closes the
     /// stream and waits for Turso's answer; otherwise the request travels while decoding goes on.
+    /// The request is built before waiting for the one in flight, so Turso, which is usually
+    /// the slower side, gets the next request as soon as it has answered the previous one.
     fn flush(&mut self, commit: bool) -> Result<(), PgTursoError> {
-        self.settle()?;
         let txn = self.txn.as_mut().expect("inside a transaction");
         let lsn = txn.lsn;
         close_group(txn);
@@ -577,8 +578,9 @@ impl<T: Transport> Replicator<T> {
             stmts.push(progress_upsert(&self.system_id, &self.slot, lsn));
         }
         let sqls: Vec<String> = stmts.iter().map(|s| s.sql.clone()).collect();
+        // A request in flight always leaves the stream open (or `settle` fails): no BEGIN then.
         let part = BatchPart {
-            begin: txn.stream.is_none(),
+            begin: txn.stream.is_none() && txn.pending_request.is_none(),
             commit,
         };
         let (batch, layout) = hrana::transaction_batch(stmts, part);
@@ -586,7 +588,16 @@ impl<T: Transport> Replicator<T> {
         if commit {
             requests.push(StreamRequest::Close);
         }
+        self.settle()?;
+        let txn = self.txn.as_mut().expect("inside a transaction");
         let stream = txn.stream.take();
+        if part.begin != stream.is_none() {
+            return Err(wrap_error(
+                txn.tracked,
+                lsn,
+                ClientError::Protocol("the transaction's stream was lost between requests".into()),
+            ));
+        }
         let req = PipelineRequest {
             baton: stream.as_ref().map(|s| s.baton.clone()),
             requests,
