@@ -12,8 +12,10 @@ if [ ! -x tools/sqld/sqld ]; then
   exit 2
 fi
 if ! command -v callgrind_control >/dev/null; then
-  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd=sudo
-  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "==> installing valgrind" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq valgrind >/dev/null
 fi
 source scripts/lib.sh
 unset RUST_BACKTRACE
