@@ -265,17 +265,16 @@ pub fn delete_keys(table: &Table, keys: &[Vec<Value>]) -> Stmt {
             args,
         );
     }
+    let target = key_target(table);
     let sql = if table.key.len() == 1 {
         format!(
-            "DELETE FROM {name} WHERE {} IN ({})",
-            quote_ident(&table.columns[table.key[0]].name),
+            "DELETE FROM {name} WHERE {target} IN ({})",
             placeholders(keys.len())
         )
     } else {
         let row = format!("({})", placeholders(table.key.len()));
         format!(
-            "DELETE FROM {name} WHERE ({}) IN (VALUES {})",
-            column_list(table, &table.key),
+            "DELETE FROM {name} WHERE {target} IN (VALUES {})",
             vec![row.as_str(); keys.len()].join(", ")
         )
     };
@@ -438,19 +437,24 @@ pub fn upsert_rows_json(table: &Table, cols: &[usize], rows: &[Vec<Value>]) -> S
 /// [`delete_keys`] with the keys in one JSON argument ([`rows_json`]).
 pub fn delete_keys_json(table: &Table, keys: &[Vec<Value>]) -> Stmt {
     let (json, kinds) = rows_json(keys);
-    let target = if table.key.len() == 1 {
-        quote_ident(&table.columns[table.key[0]].name)
-    } else {
-        format!("({})", column_list(table, &table.key))
-    };
     Stmt::new(
         format!(
-            "DELETE FROM {} WHERE {target} IN ({})",
+            "DELETE FROM {} WHERE {} IN ({})",
             quote_ident(&table.turso_name),
+            key_target(table),
             json_select(&kinds)
         ),
         vec![Value::Text(json)],
     )
+}
+
+/// The left side of `key IN (…)`: the key column, or a row value of the key columns.
+fn key_target(table: &Table) -> String {
+    if table.key.len() == 1 {
+        quote_ident(&table.columns[table.key[0]].name)
+    } else {
+        format!("({})", column_list(table, &table.key))
+    }
 }
 
 fn present(cells: &[Cell]) -> Vec<usize> {
