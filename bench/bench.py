@@ -707,7 +707,10 @@ def main():
         "W3": atomic_batch(multi_insert_stmts("direct_w1", COLS, w3_rows, upsert=True)),
         "W3j": atomic_batch(json_insert_stmts("direct_w1j", COLS, w3_rows, upsert=True)),
         "W4": atomic_batch(w4_stmts),
-        "W4j": atomic_batch(json_rows_stmts("DELETE FROM direct_w1j WHERE id IN (", [[i] for i in w4_ids], ")")),
+        # single-column integer keys: one flat JSON array per statement, as pgturso sends them
+        "W4j": atomic_batch([("DELETE FROM direct_w1j WHERE id IN (SELECT value FROM json_each(?))",
+                              [json.dumps(w4_ids[k:k + INSERT_ROWS_PER_STMT], separators=(",", ":"))])
+                             for k in range(0, len(w4_ids), INSERT_ROWS_PER_STMT)]),
     }
     del w1_rows, w3_rows, w4_ids, w4_stmts
     w2_bodies = []

@@ -7,7 +7,9 @@ on these shared machines swing by 30% from run to run; instruction counts do not
 differences between statement forms show.
 
 Every variant applies ROWS rows (id, v, n, f) as statements of 2,000 rows in ONE Turso transaction
-(one request), like W1 (insert into an empty table) and W3 (upsert of rows that all exist). Only
+(one request), like W1 (insert into an empty table) and W3 (upsert of rows that all exist); then
+ROWS of 2*ROWS rows are deleted by key (like W4), with the keys as one-element rows and as a flat
+array. Only
 that request is counted: callgrind's instrumentation is switched on just before it is sent and off
 after its answer. After every run the table is read back and checked value by value (f exactly).
 
@@ -47,10 +49,18 @@ CO_ORDERED = (INSERT + "SELECT " + cells("r.j") + " FROM (SELECT value AS j FROM
 # (name, statement, what it is)
 FORMS = [
     ("flat+order", FLAT + ' ORDER BY "key"',
-     "pgturso until now: json_each flattened into the SELECT, ORDER BY key"),
+     "pgturso before the co-routine: json_each flattened into the SELECT, ORDER BY key"),
     ("flat", FLAT, "flattened, no ORDER BY"),
     ("co+order", CO_ORDERED, "co-routine subquery, ORDER BY key inside it"),
     ("co", CO, "pgturso now: co-routine subquery, no ORDER BY (keys distinct per statement)"),
+]
+
+
+DELETE_FORMS = [
+    ("rows", 'DELETE FROM "t" WHERE "id" IN (SELECT r.j ->> 0 FROM (SELECT value AS j FROM '
+     'json_each(?) LIMIT -1 OFFSET 0) AS r)', lambda k: [k], "keys as one-element rows (any key)"),
+    ("flat", 'DELETE FROM "t" WHERE "id" IN (SELECT value FROM json_each(?))', lambda k: k,
+     "pgturso now for a single-column integer or text key: one flat array"),
 ]
 
 
@@ -144,6 +154,23 @@ def main():
               f"{upsert:>14,} {upsert / base[3] - 1:>+9.1%}  {what}")
     print(f"(per row: {results[-1][2] / ROWS:,.0f} instructions to insert, "
           f"{results[-1][3] / ROWS:,.0f} to upsert, for the last form)")
+    print()
+    deletes = []
+    for name, sql, shape, what in DELETE_FORMS:
+        db.execute('DROP TABLE IF EXISTS "t"', DDL,
+                   f"INSERT INTO t SELECT value, 'x', 1, 0.5 FROM generate_series(1, {2 * ROWS})")
+        stmts = [jstmt(sql, [json.dumps([shape(k) for k in range(a, a + 2 * PER_STMT, 2)],
+                                        separators=(",", ":"))])
+                 for a in range(2, 2 * ROWS + 2, 2 * PER_STMT)]
+        batch, ok_steps = jbatch(stmts)
+        n = counted(db, json_body([batch, {"type": "close"}]), ok_steps, f"{name} delete")
+        left = db.execute("SELECT count(*), sum(id % 2) FROM t")
+        if left != [[str(ROWS), str(ROWS)]]:
+            raise BenchError(f"{name} delete: left {left}, expected {ROWS} odd ids")
+        deletes.append((name, what, n))
+    print(f"{'delete form':<11} {'instructions':>14} {'vs first':>9}  what")
+    for name, what, n in deletes:
+        print(f"{name:<11} {n:>14,} {n / deletes[0][2] - 1:>+9.1%}  {what}")
 
 
 if __name__ == "__main__":

@@ -312,43 +312,7 @@ pub fn rows_json(rows: &[Vec<Value>]) -> (String, Vec<u8>) {
             if i > 0 {
                 out.push(b',');
             }
-            let kind = match v {
-                Value::Null => {
-                    out.extend_from_slice(b"null");
-                    0
-                }
-                Value::Integer(n) => {
-                    out.extend_from_slice(int.format(*n).as_bytes());
-                    PLAIN
-                }
-                Value::Text(t) => {
-                    serde_json::to_writer(&mut out, t).expect("a string serializes");
-                    PLAIN
-                }
-                Value::Float(f) => {
-                    let (m, e) = float_parts(*f);
-                    out.push(b'[');
-                    if m == 0 && f.is_sign_negative() {
-                        out.extend_from_slice(b"-0.0");
-                    } else {
-                        out.extend_from_slice(int.format(m).as_bytes());
-                    }
-                    out.push(b',');
-                    out.extend_from_slice(int.format(e).as_bytes());
-                    out.push(b']');
-                    FLOAT
-                }
-                Value::Blob(b) => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    out.extend_from_slice(b"{\"b\":\"");
-                    for byte in b {
-                        out.push(HEX[(byte >> 4) as usize]);
-                        out.push(HEX[(byte & 15) as usize]);
-                    }
-                    out.extend_from_slice(b"\"}");
-                    BLOB
-                }
-            };
+            let kind = write_json_value(&mut out, &mut int, v);
             if let Some(k) = kinds.get_mut(i) {
                 *k |= kind;
             }
@@ -360,6 +324,75 @@ pub fn rows_json(rows: &[Vec<Value>]) -> (String, Vec<u8>) {
         String::from_utf8(out).expect("JSON of valid strings is UTF-8"),
         kinds,
     )
+}
+
+/// Single-column keys as ONE flat JSON array (`[k, k, …]`) for `SELECT value FROM json_each(?)`,
+/// when every key is NULL, an integer or text (the kinds JSON holds as scalars); `None` when a
+/// float or a blob needs the `[m, e]` / `{"b": …}` forms of [`rows_json`]. json_each returns a
+/// scalar element as it is, with no per-row JSON text to make and parse again: a 20,000-key
+/// delete costs sqld 36% fewer instructions than with one-element rows (callgrind).
+fn flat_keys_json(keys: &[Vec<Value>]) -> Option<String> {
+    if !keys.iter().all(|k| {
+        matches!(
+            k.as_slice(),
+            [Value::Null | Value::Integer(_) | Value::Text(_)]
+        )
+    }) {
+        return None;
+    }
+    let mut out: Vec<u8> =
+        Vec::with_capacity(keys.iter().flatten().map(Value::estimated_size).sum());
+    let mut int = itoa::Buffer::new();
+    out.push(b'[');
+    for (r, key) in keys.iter().enumerate() {
+        if r > 0 {
+            out.push(b',');
+        }
+        write_json_value(&mut out, &mut int, &key[0]);
+    }
+    out.push(b']');
+    Some(String::from_utf8(out).expect("JSON of valid strings is UTF-8"))
+}
+
+/// Writes one value in the JSON-rows encoding ([`rows_json`]); returns its kind (0 for NULL).
+fn write_json_value(out: &mut Vec<u8>, int: &mut itoa::Buffer, v: &Value) -> u8 {
+    match v {
+        Value::Null => {
+            out.extend_from_slice(b"null");
+            0
+        }
+        Value::Integer(n) => {
+            out.extend_from_slice(int.format(*n).as_bytes());
+            PLAIN
+        }
+        Value::Text(t) => {
+            serde_json::to_writer(&mut *out, t).expect("a string serializes");
+            PLAIN
+        }
+        Value::Float(f) => {
+            let (m, e) = float_parts(*f);
+            out.push(b'[');
+            if m == 0 && f.is_sign_negative() {
+                out.extend_from_slice(b"-0.0");
+            } else {
+                out.extend_from_slice(int.format(m).as_bytes());
+            }
+            out.push(b',');
+            out.extend_from_slice(int.format(e).as_bytes());
+            out.push(b']');
+            FLOAT
+        }
+        Value::Blob(b) => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"{\"b\":\"");
+            for byte in b {
+                out.push(HEX[(byte >> 4) as usize]);
+                out.push(HEX[(byte & 15) as usize]);
+            }
+            out.extend_from_slice(b"\"}");
+            BLOB
+        }
+    }
 }
 
 /// `(m, e)` with `m * 2^e == f` exactly, `m` odd (or 0), `|m| < 2^53` and `e` in `-1074..=1023`
@@ -434,8 +467,21 @@ pub fn upsert_rows_json(table: &Table, cols: &[usize], rows: &[Vec<Value>]) -> S
     Stmt::new(sql, vec![Value::Text(json)])
 }
 
-/// [`delete_keys`] with the keys in one JSON argument ([`rows_json`]).
+/// [`delete_keys`] with the keys in one JSON argument: a flat array for a single-column key of
+/// integers and text ([`flat_keys_json`]), otherwise rows ([`rows_json`]).
 pub fn delete_keys_json(table: &Table, keys: &[Vec<Value>]) -> Stmt {
+    if table.key.len() == 1 {
+        if let Some(json) = flat_keys_json(keys) {
+            return Stmt::new(
+                format!(
+                    "DELETE FROM {} WHERE {} IN (SELECT value FROM json_each(?))",
+                    quote_ident(&table.turso_name),
+                    key_target(table)
+                ),
+                vec![Value::Text(json)],
+            );
+        }
+    }
     let (json, kinds) = rows_json(keys);
     Stmt::new(
         format!(
@@ -891,6 +937,33 @@ mod tests {
              FROM (SELECT value AS j FROM json_each(?) LIMIT -1 OFFSET 0) AS r)"
         );
         assert_eq!(d.args, vec![Value::Text("[[1,[1,-2]],[2,null]]".into())]);
+    }
+
+    #[test]
+    fn single_column_keys_of_integers_and_text_travel_as_a_flat_array() {
+        let t = table(vec![0], false);
+        let d = delete_keys_json(
+            &t,
+            &[
+                vec![Value::Integer(-7)],
+                vec![Value::Text("a \"q\"".into())],
+                vec![Value::Null],
+            ],
+        );
+        assert_eq!(
+            d.sql,
+            "DELETE FROM \"t\" WHERE \"id\" IN (SELECT value FROM json_each(?))"
+        );
+        assert_eq!(d.args, vec![Value::Text(r#"[-7,"a \"q\"",null]"#.into())]);
+        // A float or a blob among them needs the row forms.
+        for odd in [Value::Float(0.5), Value::Blob(vec![1])] {
+            let d = delete_keys_json(&t, &[vec![Value::Integer(1)], vec![odd]]);
+            assert!(
+                d.sql.contains("FROM (SELECT value AS j FROM json_each(?)"),
+                "{}",
+                d.sql
+            );
+        }
     }
 
     fn known_and_table() -> (KnownTable, Table) {
