@@ -19,6 +19,7 @@ psql -X -q -d postgres -c "CREATE TABLE s(id int PRIMARY KEY, v text, n int)" \
   -c "SELECT 'init' FROM pg_create_logical_replication_slot('soak_td', 'test_decoding')" >/dev/null
 
 # Two long-lived decoding sessions, fed through FIFOs; each prints one line per round.
+rm -f "$WORK/pgturso.in" "$WORK/td.in"  # left by an earlier run
 mkfifo "$WORK/pgturso.in" "$WORK/td.in"
 psql -X -q -At -d postgres < "$WORK/pgturso.in" > "$WORK/pgturso.out" 2>&1 &
 STOP_CMDS+=("kill $! 2>/dev/null || true")
