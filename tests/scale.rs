@@ -8,6 +8,7 @@ use common::setup_slot as setup;
 use common::proxy::{Action, Proxy};
 use common::{confirmed_lsn, db_error, get_changes, pg_rows, Rng, Sqld};
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Every row of `table` in PostgreSQL and in Turso, as text, ordered by the first column.
 fn assert_mirror(c: &mut postgres::Client, sqld: &Sqld, table: &str, cols: &str) {
@@ -288,7 +289,41 @@ fn exact_rows(rows: Vec<Vec<Option<String>>>) -> Vec<String> {
 #[test]
 fn multi_row_statements_carry_every_value_exactly() {
     let sqld = Sqld::start("exact", false);
-    let (mut c, slot) = setup("exact");
+    carry_every_value_exactly(&sqld, "exact", &sqld.url());
+}
+
+static SENT_JSON_ROWS: AtomicBool = AtomicBool::new(false);
+static SENT_PLACEHOLDER_ROWS: AtomicBool = AtomicBool::new(false);
+
+/// Plays a server without `unhex`: sqld fails the probe for JSON rows, and serves the rest.
+fn without_unhex(body: &str) -> String {
+    if body.contains("json_each(?)") {
+        SENT_JSON_ROWS.store(true, Ordering::SeqCst);
+    }
+    if body.contains("VALUES (?, ?, ?, ?, ?, ?), (?") {
+        SENT_PLACEHOLDER_ROWS.store(true, Ordering::SeqCst);
+    }
+    body.replace("unhex('00')", "pgturso_no_unhex('00')")
+}
+
+/// A server that lacks a function JSON rows need gets multi-row placeholder statements instead
+/// (`INSERT … VALUES (?, …), …`, `DELETE … WHERE (…) IN (VALUES (?, …), …)`), split under
+/// SQLite's limit of 32,766 bound parameters (6,000 rows of 6 columns are 36,000 values), with
+/// every value as exact as with JSON rows. The proxy only makes sqld fail the probe.
+#[test]
+fn without_json_functions_multi_row_statements_use_placeholders() {
+    let sqld = Sqld::start("fallback", false);
+    let proxy = Proxy::start(sqld.port, |_| Action::Rewrite(without_unhex));
+    carry_every_value_exactly(&sqld, "fallback", &proxy.url());
+    assert!(SENT_PLACEHOLDER_ROWS.load(Ordering::SeqCst));
+    assert!(!SENT_JSON_ROWS.load(Ordering::SeqCst));
+}
+
+/// 6,000 rows of every awkward kind (random floats and bytes in the key, NULLs, numeric), then one
+/// transaction deleting a third and updating a third by their whole key, replicated through `url`
+/// (sqld itself, or a proxy in front of it) and compared value by value.
+fn carry_every_value_exactly(sqld: &Sqld, name: &str, url: &str) {
+    let (mut c, slot) = setup(name);
     // The key has a float and a bytea in it: deletes match on values that travel as JSON too.
     c.batch_execute(
         "CREATE TABLE t(id int8, b bytea, f float8, txt text, r float4, n numeric,
@@ -320,7 +355,7 @@ fn multi_row_statements_carry_every_value_exactly() {
         keys.push((id, b, f));
     }
     tx.commit().unwrap();
-    get_changes(&mut c, &slot, &[("url", &sqld.url())]).unwrap();
+    get_changes(&mut c, &slot, &[("url", url)]).unwrap();
     // One transaction deleting a third of the rows by their whole key, then updating a third.
     let mut tx = c.transaction().unwrap();
     let del = tx
@@ -341,7 +376,7 @@ fn multi_row_statements_carry_every_value_exactly() {
             .unwrap();
     }
     tx.commit().unwrap();
-    let out = get_changes(&mut c, &slot, &[("url", &sqld.url())]).unwrap();
+    let out = get_changes(&mut c, &slot, &[("url", url)]).unwrap();
     assert_eq!(out.len(), 1, "{out:?}");
     c.batch_execute("SET extra_float_digits = 3").unwrap();
     let pg_side = exact_rows(pg_rows(

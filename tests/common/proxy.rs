@@ -20,6 +20,9 @@ pub enum Action {
     Respond(u16, String),
     /// Wait, then forward.
     Delay(Duration),
+    /// Forward with the request body rewritten by this function (content-length fixed), to play
+    /// a server that lacks something sqld has.
+    Rewrite(fn(&str) -> String),
 }
 
 pub struct Proxy {
@@ -85,6 +88,7 @@ fn serve(
                 forward(upstream, &request)
             }
             Action::Forward => forward(upstream, &request),
+            Action::Rewrite(f) => forward(upstream, &rewrite_body(&request, f)),
             Action::ForwardThenDrop => {
                 let _ = forward(upstream, &request);
                 return;
@@ -125,6 +129,25 @@ fn read_request(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// The request with its body replaced by `f(body)` and its content-length header fixed.
+fn rewrite_body(request: &[u8], f: fn(&str) -> String) -> Vec<u8> {
+    let end = find(request, b"\r\n\r\n").expect("a request read whole has a blank line");
+    let body = f(&String::from_utf8_lossy(&request[end + 4..]));
+    let head = String::from_utf8_lossy(&request[..end]);
+    let mut out = String::new();
+    for line in head.split("\r\n") {
+        if line.to_ascii_lowercase().starts_with("content-length:") {
+            out.push_str(&format!("content-length: {}", body.len()));
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    out.into_bytes()
 }
 
 fn forward(upstream: u16, request: &[u8]) -> Option<(u16, Vec<u8>)> {
