@@ -8,7 +8,7 @@ use common::setup_slot as setup;
 use common::proxy::{Action, Proxy};
 use common::{confirmed_lsn, db_error, get_changes, pg_rows, Rng, Sqld};
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 
 /// Every row of `table` in PostgreSQL and in Turso, as text, ordered by the first column.
 fn assert_mirror(c: &mut postgres::Client, sqld: &Sqld, table: &str, cols: &str) {
@@ -23,6 +23,17 @@ fn assert_mirror(c: &mut postgres::Client, sqld: &Sqld, table: &str, cols: &str)
         .collect();
     assert_eq!(turso.len(), pg_side.len(), "row count of {table}");
     assert!(turso == pg_side, "{table} differs from PostgreSQL");
+}
+
+/// Consumes the slot into `url` with `max_request_records` records per request.
+fn replicate(c: &mut postgres::Client, slot: &str, url: &str, max_records: usize) -> Vec<String> {
+    let max_records = max_records.to_string();
+    get_changes(
+        c,
+        slot,
+        &[("url", url), ("max_request_records", &max_records)],
+    )
+    .unwrap()
 }
 
 #[test]
@@ -54,18 +65,12 @@ fn large_transaction_spans_requests_atomically() {
     assert!(msg.contains("HTTP 503"), "{msg}");
     assert_eq!(confirmed_lsn(&mut c, &slot), before);
     // Nine requests of the transaction reached sqld, yet none of their rows is visible.
-    assert!(proxy.requests.load(std::sync::atomic::Ordering::SeqCst) > 10);
+    assert!(proxy.requests.load(Ordering::SeqCst) > 10);
     assert!(
         !sqld.table_exists("big"),
         "the partial transaction must roll back, table creation included"
     );
-    let url = sqld.url();
-    let out = get_changes(
-        &mut c,
-        &slot,
-        &[("url", url.as_str()), ("max_request_records", "500")],
-    )
-    .unwrap();
+    let out = replicate(&mut c, &slot, &sqld.url(), 500);
     assert_eq!(out.len(), 1, "{out:?}");
     assert!(out[0].ends_with(": 20000 changes"), "{out:?}");
     assert_mirror(&mut c, &sqld, "big", "id, v, n");
@@ -92,13 +97,7 @@ fn mixed_changes_keep_their_order_across_tables() {
          UPDATE a SET v = 'last' WHERE id = 1;",
     )
     .unwrap();
-    let url = sqld.url();
-    let out = get_changes(
-        &mut c,
-        &slot,
-        &[("url", url.as_str()), ("max_request_records", "700")],
-    )
-    .unwrap();
+    let out = replicate(&mut c, &slot, &sqld.url(), 700);
     assert_eq!(out.len(), 2, "{out:?}");
     assert_mirror(&mut c, &sqld, "a", "id, v");
     assert_mirror(&mut c, &sqld, "b", "x, y, v");
@@ -128,13 +127,7 @@ fn repeated_keys_in_a_run_of_upserts_end_at_the_last_version() {
          COMMIT;",
     )
     .unwrap();
-    let url = sqld.url();
-    let out = get_changes(
-        &mut c,
-        &slot,
-        &[("url", url.as_str()), ("max_request_records", "10000")],
-    )
-    .unwrap();
+    let out = replicate(&mut c, &slot, &sqld.url(), 10000);
     assert_eq!(out.len(), 1, "{out:?}");
     assert!(out[0].ends_with(": 4710 changes"), "{out:?}");
     assert_mirror(&mut c, &sqld, "r", "id, j, n");
@@ -205,6 +198,46 @@ fn runs_of_deletes_find_their_rows_for_every_kind_of_key() {
         sqld.query("SELECT v FROM kf WHERE v <= 0 ORDER BY v"),
         vec![vec![json!(-2)], vec![json!(-1)]]
     );
+}
+
+static MOVED_TO_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// Answers as if the stream had moved to the server at `MOVED_TO_PORT`.
+fn move_stream(body: &str) -> String {
+    let to = format!(
+        "\"base_url\":\"http://127.0.0.1:{}/\"",
+        MOVED_TO_PORT.load(Ordering::SeqCst)
+    );
+    body.replacen("\"base_url\":null", &to, 1)
+}
+
+/// sqld never moves a stream; Turso's cloud may, by answering with a `base_url`, and then every
+/// later request of that stream must go there. Proxy `a` answers everything with a `base_url`
+/// naming proxy `b` (both in front of the same sqld): a transaction of many requests must start at
+/// `a`, continue at `b`, and land whole.
+#[test]
+fn a_stream_follows_its_base_url() {
+    let sqld = Sqld::start("baseurl", false);
+    let (mut c, slot) = setup("baseurl");
+    let b = Proxy::start(sqld.port, |_| Action::Forward);
+    MOVED_TO_PORT.store(b.port, Ordering::SeqCst);
+    let a = Proxy::start(sqld.port, |_| Action::RewriteResponse(move_stream));
+    c.batch_execute(
+        "CREATE TABLE m(id int primary key, v text);
+         INSERT INTO m SELECT g, 'row ' || g FROM generate_series(1, 5000) g",
+    )
+    .unwrap();
+    let out = replicate(&mut c, &slot, &a.url(), 500);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_mirror(&mut c, &sqld, "m", "id, v");
+    let (at_a, at_b) = (
+        a.requests.load(Ordering::SeqCst),
+        b.requests.load(Ordering::SeqCst),
+    );
+    // a: the progress read and the new table's schema read (each a stream of its own), and the
+    // transaction's first request; b: the rest of the transaction, 5,000 rows at 500 per request.
+    assert_eq!(at_a, 3, "requests at a: {at_a}, at b: {at_b}");
+    assert!(at_b >= 9, "requests at a: {at_a}, at b: {at_b}");
 }
 
 #[test]

@@ -23,6 +23,8 @@ pub enum Action {
     /// Forward with the request body rewritten by this function (content-length fixed), to play
     /// a server that lacks something sqld has.
     Rewrite(fn(&str) -> String),
+    /// Forward, then answer with sqld's response body rewritten by this function.
+    RewriteResponse(fn(&str) -> String),
 }
 
 pub struct Proxy {
@@ -89,6 +91,8 @@ fn serve(
             }
             Action::Forward => forward(upstream, &request),
             Action::Rewrite(f) => forward(upstream, &rewrite_body(&request, f)),
+            Action::RewriteResponse(f) => forward(upstream, &request)
+                .map(|(status, body)| (status, f(&String::from_utf8_lossy(&body)).into_bytes())),
             Action::ForwardThenDrop => {
                 let _ = forward(upstream, &request);
                 return;
