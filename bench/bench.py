@@ -140,6 +140,27 @@ class RssSampler(threading.Thread):
             self.done.wait(0.005)
 
 
+def rss_growth(before, after, sampler):
+    """A backend's memory over a call: /proc status `before` it and `after` it, and the peaks of an
+    RssSampler that watched it in between."""
+    return {
+        "before_rss_kb": before["VmRSS"],
+        "after_hwm_kb": after["VmHWM"],
+        "growth_mb": (after["VmHWM"] - before["VmRSS"]) / 1024.0,
+        "peak_delta_kb": {k: sampler.peak.get(k, 0) - before.get(k, 0)
+                          for k in ("RssAnon", "RssFile", "RssShmem")},
+        "samples": sampler.samples,
+    }
+
+
+def rss_line(label, r):
+    """One report line for an rss_growth dict."""
+    d = r["peak_delta_kb"]
+    return (f"{label}: VmRSS before {r['before_rss_kb'] / 1024:.1f} MB, VmHWM after "
+            f"{r['after_hwm_kb'] / 1024:.1f} MB; peak over before (sampled every 5 ms, {r['samples']} samples): "
+            f"anon {d['RssAnon'] / 1024:+.1f} MB, file {d['RssFile'] / 1024:+.1f} MB, shmem {d['RssShmem'] / 1024:+.1f} MB")
+
+
 def timed_decode(kind, upto, tag, work_mem=None):
     """Consumes one slot up to `upto` in a fresh backend, timed with psql's \\timing; with
     `work_mem`, the session first sets logical_decoding_work_mem to it.
@@ -191,15 +212,7 @@ def timed_decode(kind, upto, tag, work_mem=None):
     rss = None
     try:
         b, a = read_status_file(before), read_status_file(after)
-        rss = {
-            "before_rss_kb": b["VmRSS"],
-            "after_hwm_kb": a["VmHWM"],
-            "growth_mb": (a["VmHWM"] - b["VmRSS"]) / 1024.0,
-            "delta_kb": {k: a.get(k, 0) - b.get(k, 0) for k in ("RssAnon", "RssFile", "RssShmem")},
-            "peak_delta_kb": {k: sampler.peak.get(k, 0) - b.get(k, 0)
-                              for k in ("RssAnon", "RssFile", "RssShmem")},
-            "samples": sampler.samples,
-        }
+        rss = rss_growth(b, a, sampler)
     except (OSError, KeyError) as e:
         log(f"   (could not read /proc status of the {kind} backend: {e})")
     return {"seconds": float(m.group(1)) / 1000.0, "rows": int(r.group(1)),
@@ -274,15 +287,7 @@ class StreamFloor:
             self.sampler.done.set()
             self.sampler.join()
             self.stop()
-        b = self.before
-        return {
-            "before_rss_kb": b["VmRSS"],
-            "after_hwm_kb": after["VmHWM"],
-            "growth_mb": (after["VmHWM"] - b["VmRSS"]) / 1024.0,
-            "peak_delta_kb": {k: self.sampler.peak.get(k, 0) - b.get(k, 0)
-                              for k in ("RssAnon", "RssFile", "RssShmem")},
-            "samples": self.sampler.samples,
-        }
+        return rss_growth(self.before, after, self.sampler)
 
 
 def drain_slots(expect_turso_rows=0):
@@ -908,18 +913,10 @@ def report(res, verifications, scale, rounds, ldwm):
         for kind in ("tu", "td"):
             r = res[name][0][kind]["rss"]
             if r:
-                d = r["peak_delta_kb"]
-                log(f"{name} {'pgturso' if kind == 'tu' else 'test_decoding'} backend: VmRSS before "
-                    f"{r['before_rss_kb'] / 1024:.1f} MB, VmHWM after {r['after_hwm_kb'] / 1024:.1f} MB; "
-                    f"peak over before (sampled every 5 ms, {r['samples']} samples): anon {d['RssAnon'] / 1024:+.1f} MB, "
-                    f"file {d['RssFile'] / 1024:+.1f} MB, shmem {d['RssShmem'] / 1024:+.1f} MB")
+                log(rss_line(f"{name} {'pgturso' if kind == 'tu' else 'test_decoding'} backend", r))
         fl = res[name][0].get("floor")
         if fl:
-            d = fl["peak_delta_kb"]
-            log(f"{name} floor, test_decoding streamed by pg_recvlogical into /dev/null (walsender): VmRSS before "
-                f"{fl['before_rss_kb'] / 1024:.1f} MB, VmHWM after {fl['after_hwm_kb'] / 1024:.1f} MB; peak over "
-                f"before ({fl['samples']} samples): anon {d['RssAnon'] / 1024:+.1f} MB, file {d['RssFile'] / 1024:+.1f} MB, "
-                f"shmem {d['RssShmem'] / 1024:+.1f} MB")
+            log(rss_line(f"{name} floor, test_decoding streamed by pg_recvlogical into /dev/null (walsender)", fl))
         sp = [(who, res[name][0][kind].get("spill")) for who, kind in (("pgturso", "tu"), ("test_decoding", "td"))]
         log(f"{name} reorder buffer spilled to disk (pg_stat_replication_slots): " + ", ".join(
             f"{who} {x[0] / 1048576:.1f} MB ({x[1]} txn)" for who, x in sp if x is not None))
