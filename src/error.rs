@@ -49,6 +49,12 @@ pub enum PgTursoError {
     NameConflict { table: String, turso: String },
     #[error("cannot follow the schema change of table \"{table}\" in Turso: {what}")]
     SchemaChange { table: String, what: String },
+    #[error("could not keep streamed transaction {xid} in a local file: {source}")]
+    Spool {
+        xid: u32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("could not decode a value of column \"{column}\" of table \"{table}\": {reason}")]
     Value {
         table: String,
@@ -73,6 +79,7 @@ impl PgTursoError {
             PgTursoError::Value { .. } => ERRCODE_DATA_EXCEPTION,
             PgTursoError::SchemaChange { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
             PgTursoError::NameConflict { .. } => ERRCODE_DUPLICATE_TABLE,
+            PgTursoError::Spool { .. } => ERRCODE_IO_ERROR,
         }
     }
 
@@ -85,6 +92,9 @@ impl PgTursoError {
                 "Nothing of this transaction was applied in Turso, or all of it was; the slot did not advance past it."
                     .to_string(),
             ),
+            PgTursoError::Spool { .. } => Some(
+                "pgturso keeps a large transaction that PostgreSQL streams to it in base/pgsql_tmp of the data directory; the slot did not advance past it.".to_string(),
+            ),
             PgTursoError::Copy { .. } => Some(
                 "The rows are sent in one Turso transaction: nothing of this call was applied.".to_string(),
             ),
@@ -96,7 +106,7 @@ impl PgTursoError {
         match self {
             PgTursoError::InvalidOption { hint, .. } => Some(hint.clone()),
             PgTursoError::UnknownOption { .. } => Some(
-                "Valid options are: url, auth, table_name, ca_file, timeout_ms, retry_ms, max_request_records, max_request_bytes, skip_snapshot.".to_string(),
+                "Valid options are: url, auth, table_name, ca_file, timeout_ms, retry_ms, keepalive_ms, max_request_records, max_request_bytes, streaming, decoding_work_mem, skip_snapshot.".to_string(),
             ),
             PgTursoError::MissingUrl => Some(
                 "Pass the Turso database URL, e.g. pg_logical_slot_get_changes('slot', NULL, NULL, 'url', 'http://127.0.0.1:8080/', 'auth', '<token>').".to_string(),
@@ -112,6 +122,9 @@ impl PgTursoError {
             ),
             PgTursoError::SchemaChange { .. } => Some(
                 "Recreate the table in Turso: drop it there and delete its row from _pgturso_schema, then copy it again (with the SQL API: turso_unschedule(name, drop_slot => true), then schedule it again).".to_string(),
+            ),
+            PgTursoError::Spool { .. } => Some(
+                "Check the free space and permissions of the data directory, or decode with option streaming off.".to_string(),
             ),
             PgTursoError::Value { .. } | PgTursoError::RedundantOption { .. } => None,
         }

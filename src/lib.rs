@@ -10,6 +10,7 @@ pub mod model;
 pub mod options;
 mod plugin;
 pub mod replicator;
+pub mod spool;
 pub mod sql;
 mod tuple;
 

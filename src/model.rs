@@ -3,7 +3,8 @@
 //! `tuple.rs` fills these from PostgreSQL tuples; `sql.rs` turns them into SQLite statements.
 //! Nothing here touches `pg_sys`, so everything downstream is testable without a database.
 
-/// One value as it travels to Turso (the Hrana value types).
+/// One value as it travels to Turso (the Hrana value types). Its `Serialize` is the Hrana wire
+/// form (`hrana.rs`); [`ExactValue`] is the form a spool keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
@@ -25,10 +26,21 @@ impl Value {
     }
 }
 
+/// [`Value`] as a spool writes it: every float bit and byte kept, nothing converted.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(remote = "Value")]
+enum ExactValue {
+    Null,
+    Integer(i64),
+    Float(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
 /// A column value in a decoded tuple.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Cell {
-    Value(Value),
+    Value(#[serde(with = "ExactValue")] Value),
     /// An unchanged TOASTed value that PostgreSQL did not write to WAL: leave it as it is in Turso.
     UnchangedToast,
 }
@@ -113,8 +125,8 @@ impl Table {
     }
 }
 
-/// One decoded row change.
-#[derive(Debug, Clone, PartialEq)]
+/// One decoded row change (serializable: a streamed transaction spools its changes to disk).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum RowChange {
     Insert {
         new: Vec<Cell>,

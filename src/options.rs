@@ -1,5 +1,6 @@
 //! Plugin options (`url`, `auth`, `table_name`, `ca_file`, `timeout_ms`, `retry_ms`,
-//! `keepalive_ms`, `max_request_records`, `max_request_bytes`) -> a validated [`Options`].
+//! `keepalive_ms`, `max_request_records`, `max_request_bytes`, `streaming`,
+//! `decoding_work_mem`) -> a validated [`Options`].
 //!
 //! `plugin.rs` walks the DefElem list into `(name, value)` pairs; everything here is plain Rust.
 
@@ -10,6 +11,11 @@ use crate::replicator::Limits;
 
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
+/// The `logical_decoding_work_mem` pgturso decodes with when streaming and `decoding_work_mem` is
+/// not given (unless the server's setting is lower): transactions larger than this are sent to
+/// Turso while PostgreSQL decodes them, and PostgreSQL's memory for decoding stays near it.
+pub const DEFAULT_DECODING_WORK_MEM_KB: u32 = 4096;
 
 /// A `table_name` filter: schema (default `public`) and table, as PostgreSQL resolves them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +83,11 @@ pub struct Options {
     pub timeout: Duration,
     /// Request size limits; larger transactions span several requests of one Turso transaction.
     pub limits: Limits,
+    /// Take large transactions from PostgreSQL while they are decoded (streaming of in-progress
+    /// transactions) instead of after PostgreSQL has spilled them to disk.
+    pub streaming: bool,
+    /// `logical_decoding_work_mem` (kB) for this decoding session, when given.
+    pub decoding_work_mem_kb: Option<u32>,
 }
 
 impl Options {
@@ -114,6 +125,8 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
     let mut skip_snapshot = None;
     let mut timeout = Duration::from_millis(DEFAULT_TIMEOUT_MS);
     let mut limits = Limits::default();
+    let mut streaming = true;
+    let mut decoding_work_mem_kb = None;
     for (name, value) in raw {
         if seen.contains(&name.as_str()) {
             return Err(PgTursoError::RedundantOption { name: name.clone() });
@@ -163,6 +176,8 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
                 let ms = parse_int(name, val, 1, 3_600_000, "milliseconds")?;
                 limits.keep_alive = Duration::from_millis(ms as u64);
             }
+            "streaming" => streaming = parse_bool(name, val)?,
+            "decoding_work_mem" => decoding_work_mem_kb = Some(parse_kb(name, val)?),
             _ => {
                 let shown = match val {
                     Some(_) if looks_secret(name) => "***".to_string(),
@@ -186,7 +201,52 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
         skip_snapshot,
         timeout,
         limits,
+        streaming,
+        decoding_work_mem_kb,
     })
+}
+
+/// A boolean with PostgreSQL's spellings (`parse_bool`); no value means true.
+fn parse_bool(name: &str, val: Option<&str>) -> Result<bool, PgTursoError> {
+    let Some(v) = val else { return Ok(true) };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "t" | "yes" | "y" | "1" => Ok(true),
+        "off" | "false" | "f" | "no" | "n" | "0" => Ok(false),
+        _ => Err(invalid(
+            name,
+            v,
+            &format!("{name} takes a boolean: on or off, true or false, yes or no, 1 or 0."),
+        )),
+    }
+}
+
+/// A memory size as PostgreSQL writes one: kilobytes, or a number with kB, MB or GB.
+fn parse_kb(name: &str, val: Option<&str>) -> Result<u32, PgTursoError> {
+    const MIN_KB: u64 = 64;
+    let v = val.unwrap_or("");
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "kb" => Some(1u64),
+        "mb" => Some(1024),
+        "gb" => Some(1024 * 1024),
+        _ => None,
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .zip(scale)
+        .and_then(|(n, s)| n.checked_mul(s))
+        .filter(|kb| (MIN_KB..=i32::MAX as u64).contains(kb))
+        .map(|kb| kb as u32)
+        .ok_or_else(|| {
+            invalid(
+                name,
+                v,
+                &format!("{name} takes a memory size from {MIN_KB}kB, e.g. '4MB' or '65536' (kilobytes)."),
+            )
+        })
 }
 
 /// An integer option within `min..=max`.
@@ -500,6 +560,41 @@ mod tests {
         assert_eq!(o.ca_file.as_deref(), Some("/etc/ca.pem"));
         assert!(opts(&[("url", Some("https://h/")), ("ca_file", Some(" "))]).is_err());
         assert_eq!(opts(&[("url", Some("https://h/"))]).unwrap().ca_file, None);
+    }
+
+    #[test]
+    fn streaming_and_decoding_work_mem() {
+        let o = opts(&[("url", Some("http://h/"))]).unwrap();
+        assert!(o.streaming);
+        assert_eq!(o.decoding_work_mem_kb, None);
+        for (v, on) in [
+            (None, true),
+            (Some("off"), false),
+            (Some(" FALSE "), false),
+            (Some("yes"), true),
+            (Some("0"), false),
+        ] {
+            let o = opts(&[("url", Some("http://h/")), ("streaming", v)]).unwrap();
+            assert_eq!(o.streaming, on, "{v:?}");
+        }
+        assert!(opts(&[("url", Some("http://h/")), ("streaming", Some("sometimes"))]).is_err());
+        for (v, kb) in [
+            ("4MB", 4096),
+            ("65536", 65536),
+            ("64kB", 64),
+            ("1 gb", 1 << 20),
+        ] {
+            let o = opts(&[("url", Some("http://h/")), ("decoding_work_mem", Some(v))]).unwrap();
+            assert_eq!(o.decoding_work_mem_kb, Some(kb), "{v}");
+        }
+        for bad in ["", "63", "4 MiB", "-1", "1.5MB", "3000GB", "MB"] {
+            let e =
+                opts(&[("url", Some("http://h/")), ("decoding_work_mem", Some(bad))]).unwrap_err();
+            assert!(
+                matches!(e, PgTursoError::InvalidOption { .. }),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! Per-slot state is a boxed [`State`] in `ctx->output_plugin_private`. It is freed by a reset
 //! callback on the decoding context's memory context, so it goes away on shutdown and on error
 //! alike (`pg_logical_slot_get_changes` does not call the shutdown callback when it errors).
+//!
+//! Large transactions are streamed to the plugin while in progress (the `stream_*` callbacks):
+//! pgturso lowers `logical_decoding_work_mem` for its decoding session (option
+//! `decoding_work_mem`) and puts the server's value back when the session ends.
 
 use std::ffi::{c_void, CStr};
 
@@ -23,6 +27,8 @@ struct State {
     replicator: Replicator<HttpTransport>,
     /// Reset after every change, so per-row allocations (output functions, detoasting) are freed.
     change_cxt: pg_sys::MemoryContext,
+    /// The server's `logical_decoding_work_mem`, while this session decodes with its own.
+    saved_work_mem: Option<i32>,
 }
 
 fn check_interrupts() {
@@ -54,7 +60,12 @@ unsafe fn state<'a>(ctx: *mut pg_sys::LogicalDecodingContext) -> &'a mut State {
 #[pg_guard]
 unsafe extern "C-unwind" fn free_state(arg: *mut c_void) {
     // SAFETY: `arg` is the pointer produced by `Box::into_raw` in startup, freed exactly once here.
-    drop(unsafe { Box::from_raw(arg as *mut State) });
+    let state = unsafe { Box::from_raw(arg as *mut State) };
+    if let Some(kb) = state.saved_work_mem {
+        // SAFETY: a plain int GUC variable of this backend.
+        unsafe { pg_sys::logical_decoding_work_mem = kb };
+    }
+    drop(state);
 }
 
 /// `(name, value)` pairs from the DefElem list of plugin options.
@@ -97,6 +108,12 @@ pub unsafe extern "C-unwind" fn _PG_output_plugin_init(cb: *mut pg_sys::OutputPl
         (*cb).truncate_cb = Some(pgturso_truncate);
         (*cb).commit_cb = Some(pgturso_commit);
         (*cb).shutdown_cb = Some(pgturso_shutdown);
+        (*cb).stream_start_cb = Some(pgturso_stream_start);
+        (*cb).stream_stop_cb = Some(pgturso_stream_stop);
+        (*cb).stream_abort_cb = Some(pgturso_stream_abort);
+        (*cb).stream_commit_cb = Some(pgturso_stream_commit);
+        (*cb).stream_change_cb = Some(pgturso_stream_change);
+        (*cb).stream_truncate_cb = Some(pgturso_stream_truncate);
     }
 }
 
@@ -140,11 +157,31 @@ unsafe extern "C-unwind" fn pgturso_startup(
             pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
             pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
         );
+        // PostgreSQL turns streaming on because the stream callbacks exist; the option can turn
+        // it off. The lower memory limit is what makes PostgreSQL stream (or spill) early.
+        (*ctx).streaming &= options.streaming;
+        let server_kb = pg_sys::logical_decoding_work_mem;
+        let kb = match options.decoding_work_mem_kb {
+            Some(kb) => Some(kb as i32),
+            None if (*ctx).streaming => {
+                Some(server_kb.min(options::DEFAULT_DECODING_WORK_MEM_KB as i32))
+            }
+            None => None,
+        };
+        let saved_work_mem = kb.filter(|&kb| kb != server_kb).map(|kb| {
+            pg_sys::logical_decoding_work_mem = kb;
+            server_kb
+        });
+        // Temporary files live in base/pgsql_tmp; a backend's working directory is the data
+        // directory.
+        let spool_dir = std::path::PathBuf::from("base/pgsql_tmp");
         let state = Box::new(State {
             replicator: Replicator::new(transport, system_id, slot, options.limits)
-                .with_skip_snapshot(options.skip_snapshot.clone()),
+                .with_skip_snapshot(options.skip_snapshot.clone())
+                .with_spool_dir(spool_dir),
             options,
             change_cxt,
+            saved_work_mem,
         });
         let raw = Box::into_raw(state);
         (*ctx).output_plugin_private = raw as *mut c_void;
@@ -161,7 +198,16 @@ unsafe extern "C-unwind" fn pgturso_startup(
 
 /* SHUTDOWN callback: the state is freed with the decoding context's memory */
 #[pg_guard]
-unsafe extern "C-unwind" fn pgturso_shutdown(_ctx: *mut pg_sys::LogicalDecodingContext) {}
+unsafe extern "C-unwind" fn pgturso_shutdown(ctx: *mut pg_sys::LogicalDecodingContext) {
+    // SAFETY: valid pointer from PostgreSQL; the state is unset after an init-only startup.
+    unsafe {
+        if !(*ctx).output_plugin_private.is_null() {
+            // A transaction streamed only in part (still running in PostgreSQL) is decoded again
+            // from its start next time: roll back what Turso has of it.
+            state(ctx).replicator.close();
+        }
+    }
+}
 
 /* BEGIN callback */
 #[pg_guard]
@@ -171,10 +217,12 @@ unsafe extern "C-unwind" fn pgturso_begin(
 ) {
     // SAFETY: valid pointers from PostgreSQL; final_lsn is the commit record's LSN.
     unsafe {
-        state(ctx)
+        let state = state(ctx);
+        let begun = state
             .replicator
-            .begin((*txn).final_lsn, (*txn).xid.into_inner())
-    };
+            .begin((*txn).final_lsn, (*txn).xid.into_inner());
+        ok_or_raise(begun, &state.options);
+    }
 }
 
 /// Runs `f` with the per-change memory context current, then resets it.
@@ -198,23 +246,25 @@ fn wanted(options: &Options, table: &Table) -> bool {
         .is_none_or(|f| f.matches(&table.pg_schema, &table.pg_name))
 }
 
-/* CHANGE callback */
-#[pg_guard]
-unsafe extern "C-unwind" fn pgturso_change(
-    ctx: *mut pg_sys::LogicalDecodingContext,
-    _txn: *mut pg_sys::ReorderBufferTXN,
+/// The row change PostgreSQL hands over, as owned values, with its table; `None` for a table
+/// `table_name` filters out (the open Turso stream is kept alive meanwhile) and for change kinds
+/// pgturso does not replicate.
+///
+/// # Safety
+/// Valid pointers from a change callback.
+unsafe fn decode_change(
+    state: &mut State,
     rel: pg_sys::Relation,
     change: *mut pg_sys::ReorderBufferChange,
-) {
+) -> Option<(std::rc::Rc<tuple::RelInfo>, RowChange)> {
     // SAFETY: valid pointers from PostgreSQL for the duration of the call.
     unsafe {
-        let state = state(ctx);
         let info = ok_or_raise(tuple::rel_info(rel), &state.options);
         if !wanted(&state.options, &info.table) {
             // Decoding may dwell on other tables for long: keep our Turso stream open.
             let kept = state.replicator.keep_alive();
             ok_or_raise(kept, &state.options);
-            return;
+            return None;
         }
         let tupdesc = (*rel).rd_att;
         let tp = (*change).data.tp;
@@ -240,14 +290,58 @@ unsafe extern "C-unwind" fn pgturso_change(
                 _ => None,
             })
         });
-        let decoded = ok_or_raise(decoded, &state.options);
-        let Some(mut row) = decoded else { return };
+        let mut row = ok_or_raise(decoded, &state.options)?;
         if let RowChange::Update { old, .. } = &mut row {
             *old = ok_or_raise(
                 in_change_cxt(state, || tuple_of(tp.oldtuple)),
                 &state.options,
             );
         }
+        Some((info, row))
+    }
+}
+
+/// The replicated ones of the relations a TRUNCATE names.
+///
+/// # Safety
+/// `relations` holds `nrelations` open relations.
+unsafe fn truncated_tables(
+    state: &State,
+    nrelations: i32,
+    relations: *mut pg_sys::Relation,
+) -> Vec<Table> {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        let rels = if relations.is_null() || nrelations <= 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(relations, nrelations as usize)
+        };
+        let mut tables = Vec::with_capacity(rels.len());
+        for &rel in rels {
+            let info = ok_or_raise(tuple::rel_info(rel), &state.options);
+            if wanted(&state.options, &info.table) {
+                tables.push(info.table.clone());
+            }
+        }
+        tables
+    }
+}
+
+/* CHANGE callback */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_change(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    _txn: *mut pg_sys::ReorderBufferTXN,
+    rel: pg_sys::Relation,
+    change: *mut pg_sys::ReorderBufferChange,
+) {
+    // SAFETY: valid pointers from PostgreSQL for the duration of the call.
+    unsafe {
+        let state = state(ctx);
+        let Some((info, row)) = decode_change(state, rel, change) else {
+            return;
+        };
         let result = state.replicator.change(&info.table, row);
         ok_or_raise(result, &state.options);
     }
@@ -265,20 +359,22 @@ unsafe extern "C-unwind" fn pgturso_truncate(
     // SAFETY: `relations` holds `nrelations` open relations.
     unsafe {
         let state = state(ctx);
-        let rels = if relations.is_null() || nrelations <= 0 {
-            &[][..]
-        } else {
-            std::slice::from_raw_parts(relations, nrelations as usize)
-        };
-        let mut tables = Vec::with_capacity(rels.len());
-        for &rel in rels {
-            let info = ok_or_raise(tuple::rel_info(rel), &state.options);
-            if wanted(&state.options, &info.table) {
-                tables.push(info.table.clone());
-            }
-        }
+        let tables = truncated_tables(state, nrelations, relations);
         let result = state.replicator.truncate(&tables);
         ok_or_raise(result, &state.options);
+    }
+}
+
+/// Hands the output line of a replicated transaction to PostgreSQL.
+///
+/// # Safety
+/// `ctx` from a commit callback.
+unsafe fn write_line(ctx: *mut pg_sys::LogicalDecodingContext, line: &str) {
+    // SAFETY: as the caller guarantees; the line is copied into ctx->out.
+    unsafe {
+        pg_sys::OutputPluginPrepareWrite(ctx, true);
+        pg_sys::appendBinaryStringInfo((*ctx).out, line.as_ptr().cast(), line.len() as i32);
+        pg_sys::OutputPluginWrite(ctx, true);
     }
 }
 
@@ -294,9 +390,133 @@ unsafe extern "C-unwind" fn pgturso_commit(
         let state = state(ctx);
         let line = ok_or_raise(state.replicator.commit(), &state.options);
         if let Some(line) = line {
-            pg_sys::OutputPluginPrepareWrite(ctx, true);
-            pg_sys::appendBinaryStringInfo((*ctx).out, line.as_ptr().cast(), line.len() as i32);
-            pg_sys::OutputPluginWrite(ctx, true);
+            write_line(ctx, &line);
         }
+    }
+}
+
+/// The top-level transaction id of `txn`.
+///
+/// # Safety
+/// `txn` is a valid transaction of the reorder buffer.
+unsafe fn top_xid(txn: *mut pg_sys::ReorderBufferTXN) -> u32 {
+    // SAFETY: as the caller guarantees; `toptxn` is null for a top-level transaction.
+    unsafe {
+        let top = if (*txn).toptxn.is_null() {
+            txn
+        } else {
+            (*txn).toptxn
+        };
+        (*top).xid.into_inner()
+    }
+}
+
+/* STREAM START callback: a piece of an in-progress transaction follows */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_stream_start(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+) {
+    // SAFETY: valid pointers from PostgreSQL for the duration of the call.
+    unsafe {
+        let state = state(ctx);
+        let started = state
+            .replicator
+            .stream_start(top_xid(txn), (*txn).first_lsn);
+        ok_or_raise(started, &state.options);
+    }
+}
+
+/* STREAM STOP callback */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_stream_stop(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    _txn: *mut pg_sys::ReorderBufferTXN,
+) {
+    // SAFETY: valid pointers from PostgreSQL for the duration of the call.
+    unsafe {
+        let state = state(ctx);
+        let read_to = (*(*ctx).reader).EndRecPtr;
+        let caught_up = read_to >= pg_sys::GetFlushRecPtr(std::ptr::null_mut());
+        let stopped = state.replicator.stream_stop(caught_up);
+        ok_or_raise(stopped, &state.options);
+    }
+}
+
+/* STREAM ABORT callback: a streamed transaction or one of its subtransactions rolled back */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_stream_abort(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    _abort_lsn: pg_sys::XLogRecPtr,
+) {
+    // SAFETY: valid pointers from PostgreSQL for the duration of the call.
+    unsafe {
+        let state = state(ctx);
+        let aborted = state
+            .replicator
+            .stream_abort(top_xid(txn), (*txn).xid.into_inner());
+        ok_or_raise(aborted, &state.options);
+    }
+}
+
+/* STREAM COMMIT callback: returns only once Turso has committed the transaction */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_stream_commit(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    commit_lsn: pg_sys::XLogRecPtr,
+) {
+    // SAFETY: valid pointers from PostgreSQL for the duration of the call.
+    unsafe {
+        let state = state(ctx);
+        let committed = state
+            .replicator
+            .stream_commit((*txn).xid.into_inner(), commit_lsn);
+        if let Some(line) = ok_or_raise(committed, &state.options) {
+            write_line(ctx, &line);
+        }
+    }
+}
+
+/* STREAM CHANGE callback */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_stream_change(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    rel: pg_sys::Relation,
+    change: *mut pg_sys::ReorderBufferChange,
+) {
+    // SAFETY: valid pointers from PostgreSQL; `change->txn` is the (sub)transaction that made
+    // the change, `txn` its top-level transaction.
+    unsafe {
+        let state = state(ctx);
+        let Some((info, row)) = decode_change(state, rel, change) else {
+            return;
+        };
+        let sub = (*(*change).txn).xid.into_inner();
+        let result = state
+            .replicator
+            .stream_change(top_xid(txn), sub, &info.table, row);
+        ok_or_raise(result, &state.options);
+    }
+}
+
+/* STREAM TRUNCATE callback */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_stream_truncate(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    nrelations: i32,
+    relations: *mut pg_sys::Relation,
+    change: *mut pg_sys::ReorderBufferChange,
+) {
+    // SAFETY: `relations` holds `nrelations` open relations; `change->txn` as above.
+    unsafe {
+        let state = state(ctx);
+        let tables = truncated_tables(state, nrelations, relations);
+        let sub = (*(*change).txn).xid.into_inner();
+        let result = state.replicator.stream_truncate(top_xid(txn), sub, &tables);
+        ok_or_raise(result, &state.options);
     }
 }

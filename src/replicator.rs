@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::client::{ClientError, InFlight, Transport};
@@ -152,6 +153,10 @@ pub struct Replicator<T: Transport> {
     /// The server answered [`sql::JSON_ROWS_PROBE`]: multi-row statements take JSON rows.
     json_rows: bool,
     txn: Option<Txn>,
+    /// Transactions PostgreSQL is streaming while they are in progress (see [`streaming`]).
+    streams: Vec<streaming::Streamed>,
+    /// Where streamed transactions are spooled.
+    spool_dir: PathBuf,
 }
 
 impl<T: Transport> Replicator<T> {
@@ -167,7 +172,15 @@ impl<T: Transport> Replicator<T> {
             skip_snapshot: None,
             json_rows: false,
             txn: None,
+            streams: Vec::new(),
+            spool_dir: std::env::temp_dir(),
         }
+    }
+
+    /// Spools streamed transactions in `dir`.
+    pub fn with_spool_dir(mut self, dir: PathBuf) -> Self {
+        self.spool_dir = dir;
+        self
     }
 
     /// Skips the decoded transactions that `snapshot` (an initial copy's) sees.
@@ -176,12 +189,16 @@ impl<T: Transport> Replicator<T> {
         self
     }
 
-    /// BEGIN of the decoded transaction `xid` whose commit record is at `lsn`.
-    pub fn begin(&mut self, lsn: u64, xid: u32) {
+    /// BEGIN of the decoded transaction `xid` whose commit record is at `lsn`. It commits before
+    /// any transaction being streamed, so a Turso transaction open for one of those is given up
+    /// first (that one is applied from its spool when it commits).
+    pub fn begin(&mut self, lsn: u64, xid: u32) -> Result<(), PgTursoError> {
+        self.demote();
         self.start(lsn, true);
         if self.skip_snapshot.as_ref().is_some_and(|s| s.sees(xid)) {
             self.txn.as_mut().expect("just started").skip = Some(true);
         }
+        Ok(())
     }
 
     /// BEGIN of a Turso transaction that is not a decoded one (an initial copy, a view sync):
@@ -218,22 +235,24 @@ impl<T: Transport> Replicator<T> {
         if let Some(skip) = self.txn.as_ref().and_then(|t| t.skip) {
             return Ok(skip);
         }
-        let applied = match self.applied_lsn {
-            Some(a) => a,
-            None => {
-                let a = self.retrying(Self::read_progress).map_err(|source| {
-                    PgTursoError::Progress {
-                        slot: self.slot.clone(),
-                        source,
-                    }
-                })?;
-                self.applied_lsn = Some(a);
-                a
-            }
-        };
-        let skip = applied.is_some_and(|a| lsn <= a);
+        let skip = self.applied()?.is_some_and(|a| lsn <= a);
         self.txn.as_mut().expect("checked above").skip = Some(skip);
         Ok(skip)
+    }
+
+    /// The LSN of the last transaction Turso has from this slot (read once per session).
+    fn applied(&mut self) -> Result<Option<u64>, PgTursoError> {
+        if let Some(a) = self.applied_lsn {
+            return Ok(a);
+        }
+        let a = self
+            .retrying(Self::read_progress)
+            .map_err(|source| PgTursoError::Progress {
+                slot: self.slot.clone(),
+                source,
+            })?;
+        self.applied_lsn = Some(a);
+        Ok(a)
     }
 
     /// A read-only request, retried on transient failures.
@@ -364,14 +383,7 @@ impl<T: Transport> Replicator<T> {
     /// Makes sure the Turso table exists with `table`'s shape before its data: created when new,
     /// altered (in this same Turso transaction) when the PostgreSQL table changed.
     fn ensure_table(&mut self, table: &Table) -> Result<(), PgTursoError> {
-        // Computed once per table description, not per change.
-        let sig = table.shape.get_or_init(|| {
-            format!(
-                "{} {}",
-                table.source,
-                serde_json::to_string(&KnownTable::of(table)).expect("plain data serializes")
-            )
-        });
+        let sig = shape_signature(table);
         let txn = self.txn.as_ref().expect("inside a transaction");
         // The table's latest shape, in this transaction or before: a table can go back to an
         // earlier shape (a column renamed back), which then needs ALTERs again.
@@ -716,6 +728,17 @@ impl<T: Transport> Replicator<T> {
     }
 }
 
+/// `table`'s source and Turso shape as text, computed once per table description, not per change.
+fn shape_signature(table: &Table) -> &String {
+    table.shape.get_or_init(|| {
+        format!(
+            "{} {}",
+            table.source,
+            serde_json::to_string(&KnownTable::of(table)).expect("plain data serializes")
+        )
+    })
+}
+
 /// A transport error of a decoded transaction (named by its LSN) or of a copy.
 fn wrap_error(tracked: bool, lsn: u64, source: ClientError) -> PgTursoError {
     if tracked {
@@ -890,5 +913,6 @@ fn shorten(sql: &str) -> String {
     }
 }
 
+mod streaming;
 #[cfg(test)]
 mod tests;

@@ -224,7 +224,7 @@ fn step_sqls(req: &Json) -> Vec<String> {
 fn one_transaction_is_one_atomic_request_with_progress() {
     let mut fake = Fake::default();
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     assert!(r.change(&table(), insert(1)).unwrap());
     assert!(r.change(&table(), insert(2)).unwrap());
     let out = r.commit().unwrap();
@@ -263,7 +263,7 @@ fn one_transaction_is_one_atomic_request_with_progress() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     r.change(&table(), insert(1)).unwrap();
     r.change(&table(), insert(2)).unwrap();
     r.commit().unwrap();
@@ -291,7 +291,7 @@ fn table_is_created_once_per_session() {
     let mut fake = Fake::default();
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
     for lsn in [0x100, 0x200] {
-        r.begin(lsn, 1);
+        r.begin(lsn, 1).unwrap();
         r.change(&table(), insert(lsn as i64)).unwrap();
         r.commit().unwrap();
     }
@@ -309,10 +309,10 @@ fn transactions_at_or_below_progress_are_skipped() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x200, 1);
+    r.begin(0x200, 1).unwrap();
     assert!(!r.change(&table(), insert(1)).unwrap());
     assert_eq!(r.commit().unwrap(), None);
-    r.begin(0x300, 1);
+    r.begin(0x300, 1).unwrap();
     assert!(r.change(&table(), insert(2)).unwrap());
     assert!(r.commit().unwrap().is_some());
     drop(r);
@@ -327,7 +327,7 @@ fn transactions_at_or_below_progress_are_skipped() {
 fn empty_transactions_send_nothing() {
     let mut fake = Fake::default();
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     assert_eq!(r.commit().unwrap(), None);
     drop(r);
     assert!(fake.requests.is_empty());
@@ -345,7 +345,7 @@ fn large_transactions_span_requests_on_one_stream() {
         ..Limits::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     for id in 0..5 {
         r.change(&table(), insert(id)).unwrap();
     }
@@ -383,7 +383,7 @@ fn a_failed_step_is_an_error_naming_lsn_and_statement() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x16B3748, 1);
+    r.begin(0x16B3748, 1).unwrap();
     r.change(&table(), insert(1)).unwrap();
     let err = r.commit().unwrap_err().to_string();
     assert!(err.contains("0/16B3748"), "{err}");
@@ -398,7 +398,7 @@ fn a_failed_transaction_does_not_mark_its_table_created() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     r.change(&table(), insert(1)).unwrap();
     assert!(r.commit().is_err());
     assert!(r.ensured.is_empty());
@@ -417,7 +417,7 @@ fn grouping_keeps_the_order_of_changes() {
             Cell::Value(Value::Null),
         ]),
     };
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     for change in [insert(1), insert(2), delete(1), delete(2), insert(1)] {
         r.change(&table(), change).unwrap();
     }
@@ -459,7 +459,7 @@ fn a_repeated_key_starts_a_new_statement() {
             Cell::Value(Value::Text(v.into())),
         ],
     };
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     // 1, 2, 3 | 1 (again), 4, 2 (again)... | 2 (again)
     for change in [
         insert(1),
@@ -533,7 +533,7 @@ fn statements_stay_under_the_parameter_limit() {
         ..Limits::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     for id in 0..20_000 {
         r.change(&table(), insert(id)).unwrap();
     }
@@ -588,7 +588,7 @@ fn a_lost_commit_response_is_resolved_from_progress_not_resent() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     r.change(&table(), insert(1)).unwrap();
     assert!(r.commit().unwrap().is_some(), "the call succeeds");
     drop(r);
@@ -612,7 +612,7 @@ fn a_transient_failure_before_commit_is_resent() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     r.change(&table(), insert(1)).unwrap();
     assert!(r.commit().is_ok());
     drop(r);
@@ -628,7 +628,7 @@ fn refused_connections_are_retried_even_mid_stream() {
         ..Limits::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     r.change(&table(), insert(0)).unwrap();
     r.change(&table(), insert(1)).unwrap(); // opens the stream: [BEGIN, CREATE, INSERT]
     r.transport.refuse = 2; // the next request continues the stream: never sent, so resent
@@ -648,7 +648,7 @@ fn unknown_outcome_mid_stream_is_an_error_not_a_resend() {
         ..Limits::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     r.change(&table(), insert(0)).unwrap();
     r.change(&table(), insert(1)).unwrap();
     r.transport.lose = 1;
@@ -671,7 +671,7 @@ fn permanent_failures_and_zero_retry_fail_at_once() {
         ..Default::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     r.change(&table(), insert(1)).unwrap();
     assert!(r.commit().is_err());
     drop(r);
@@ -685,7 +685,7 @@ fn permanent_failures_and_zero_retry_fail_at_once() {
         ..Limits::default()
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     r.change(&table(), insert(1)).unwrap();
     assert!(r.commit().is_err());
     drop(r);
@@ -736,7 +736,7 @@ fn the_progress_read_is_retried_on_transient_failures() {
         "slot".into(),
         Limits::default(),
     );
-    r.begin(0x400, 1);
+    r.begin(0x400, 1).unwrap();
     assert!(
         !r.change(&table(), insert(1)).unwrap(),
         "skipped: progress was read after two timeouts"
@@ -749,13 +749,13 @@ fn transactions_seen_by_the_copy_snapshot_are_skipped() {
     let snap = crate::options::SkipSnapshot::parse("100:110:105").unwrap();
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default())
         .with_skip_snapshot(Some(snap));
-    r.begin(0x100, 104); // committed before the copy's snapshot: in the copy
+    r.begin(0x100, 104).unwrap(); // committed before the copy's snapshot: in the copy
     assert!(!r.change(&table(), insert(1)).unwrap());
     assert_eq!(r.commit().unwrap(), None);
-    r.begin(0x200, 105); // running when the copy started: not in it
+    r.begin(0x200, 105).unwrap(); // running when the copy started: not in it
     assert!(r.change(&table(), insert(2)).unwrap());
     assert!(r.commit().unwrap().is_some());
-    r.begin(0x300, 111); // after the snapshot
+    r.begin(0x300, 111).unwrap(); // after the snapshot
     assert!(r.change(&table(), insert(3)).unwrap());
     assert!(r.commit().unwrap().is_some());
     drop(r);
@@ -793,7 +793,7 @@ fn a_table_going_back_to_an_earlier_shape_is_altered_back() {
     let mut renamed = table();
     renamed.columns[1].name = "w".into();
     for (lsn, t) in [(0x100, table()), (0x200, renamed), (0x300, table())] {
-        r.begin(lsn, 1);
+        r.begin(lsn, 1).unwrap();
         r.change(&t, insert(lsn as i64)).unwrap();
         r.commit().unwrap();
     }
@@ -825,7 +825,7 @@ fn an_idle_stream_is_kept_open() {
     };
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits);
     r.keep_alive().unwrap();
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     r.keep_alive().unwrap();
     // BEGIN, CREATE TABLE, the schema row and row 1 fill the first request; row 2 is pending.
     r.change(&table(), insert(1)).unwrap();
@@ -851,10 +851,12 @@ fn an_idle_stream_is_kept_open() {
     // With the default interval nothing extra is sent.
     let mut fake = Fake::default();
     let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
-    r.begin(0x100, 1);
+    r.begin(0x100, 1).unwrap();
     r.change(&table(), insert(1)).unwrap();
     r.keep_alive().unwrap();
     r.commit().unwrap();
     drop(r);
     assert_eq!(txns(&fake).len(), 1);
 }
+
+mod streaming;
