@@ -97,7 +97,9 @@ fn a_large_transaction_is_streamed_and_arrives_exactly() {
         "id, v, n, floor(f * 1000)::int8, coalesce(upper(encode(b, 'hex')), '')",
         "id, v, n, CAST(floor(f * 1000) AS INTEGER), hex(b)",
     );
-    assert!(sqld.query("SELECT 1 FROM s WHERE v IN ('gone', 'rolled back')").is_empty());
+    assert!(sqld
+        .query("SELECT 1 FROM s WHERE v IN ('gone', 'rolled back')")
+        .is_empty());
     let (streamed, spilled) = slot_stats(&mut c, &slot);
     assert!(streamed >= 1, "the transaction was streamed: {streamed}");
     assert_eq!(spilled, 0, "a streamed transaction does not spill");
@@ -128,17 +130,26 @@ fn transactions_committing_during_a_streamed_one_go_first() {
     c.batch_execute("INSERT INTO big SELECT g, 'b' || g FROM generate_series(8001, 16000) g")
         .unwrap();
     other
-        .batch_execute("INSERT INTO small VALUES (2, 'second'); UPDATE small SET v = 'first!' WHERE id = 1")
+        .batch_execute(
+            "INSERT INTO small VALUES (2, 'second'); UPDATE small SET v = 'first!' WHERE id = 1",
+        )
         .unwrap();
     c.batch_execute("UPDATE big SET v = v || '+' WHERE id % 2 = 0; COMMIT")
         .unwrap();
     let url = sqld.url();
     let out = get_changes(&mut c, &slot, &opts(&url, &[])).unwrap();
     let counts: Vec<&str> = out.iter().map(|l| l.rsplit(": ").next().unwrap()).collect();
-    assert_eq!(counts, ["1 change", "2 changes", "24000 changes"], "{out:?}");
+    assert_eq!(
+        counts,
+        ["1 change", "2 changes", "24000 changes"],
+        "{out:?}"
+    );
     assert_mirror(&mut c, &sqld, "big", "id, v");
     assert_mirror(&mut c, &sqld, "small", "id, v");
-    assert!(slot_stats(&mut c, &slot).0 >= 1, "the big transaction was streamed");
+    assert!(
+        slot_stats(&mut c, &slot).0 >= 1,
+        "the big transaction was streamed"
+    );
 }
 
 /// A call that ends while a streamed transaction is still running leaves nothing of it in Turso,
@@ -163,7 +174,10 @@ fn a_transaction_still_running_when_the_call_ends_arrives_whole_after_its_commit
     let out = get_changes(&mut c, &slot, &opts(&url, &[])).unwrap();
     assert!(out.is_empty(), "{out:?}");
     let stats = slot_stats(&mut c, &slot);
-    assert!(stats.0 >= 1, "the running transaction was streamed: {stats:?}");
+    assert!(
+        stats.0 >= 1,
+        "the running transaction was streamed: {stats:?}"
+    );
     assert_eq!(
         sqld.query_text("SELECT count(*) FROM t"),
         [[Some("1".to_string())]]
@@ -191,8 +205,11 @@ fn a_streamed_transaction_decoded_twice_is_applied_once() {
     let (mut c, slot) = setup("stream_twice");
     c.batch_execute(
         "CREATE TABLE t(id int primary key, n int);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, 5000) g;
-         BEGIN;
+         INSERT INTO t SELECT g, 0 FROM generate_series(1, 5000) g;",
+    )
+    .unwrap();
+    c.batch_execute(
+        "BEGIN;
          UPDATE t SET n = n + 1;
          DELETE FROM t WHERE id % 10 = 0;
          INSERT INTO t SELECT g, 100 FROM generate_series(5001, 9000) g;
@@ -211,10 +228,14 @@ fn a_streamed_transaction_decoded_twice_is_applied_once() {
         .map(|r| r[0].clone().unwrap())
         .collect()
     };
-    assert_eq!(peek(&mut c).len(), 2);
+    let first = peek(&mut c);
+    assert_eq!(first.len(), 2, "{first:?}");
     assert_mirror(&mut c, &sqld, "t", "id, n");
     sqld.query("UPDATE t SET n = -1 WHERE id = 1");
-    assert!(peek(&mut c).is_empty(), "both transactions are in Turso already");
+    assert!(
+        peek(&mut c).is_empty(),
+        "both transactions are in Turso already"
+    );
     assert_eq!(
         sqld.query_text("SELECT n FROM t WHERE id = 1"),
         [[Some("-1".to_string())]],
