@@ -7,7 +7,8 @@
 //!
 //! Large transactions are streamed to the plugin while in progress (the `stream_*` callbacks):
 //! pgturso lowers `logical_decoding_work_mem` for its decoding session (option
-//! `decoding_work_mem`) and puts the server's value back when the session ends.
+//! `decoding_work_mem`) once decoding reaches the slot's confirmed position, and puts the
+//! server's value back when the session ends.
 
 use std::ffi::{c_void, CStr};
 
@@ -29,6 +30,9 @@ struct State {
     change_cxt: pg_sys::MemoryContext,
     /// The server's `logical_decoding_work_mem`, while this session decodes with its own.
     saved_work_mem: Option<i32>,
+    /// This session's `logical_decoding_work_mem`, set once decoding reaches the slot's confirmed
+    /// position (see [`pgturso_filter_by_origin`]).
+    pending_work_mem: Option<i32>,
 }
 
 fn check_interrupts() {
@@ -114,6 +118,7 @@ pub unsafe extern "C-unwind" fn _PG_output_plugin_init(cb: *mut pg_sys::OutputPl
         (*cb).stream_commit_cb = Some(pgturso_stream_commit);
         (*cb).stream_change_cb = Some(pgturso_stream_change);
         (*cb).stream_truncate_cb = Some(pgturso_stream_truncate);
+        (*cb).filter_by_origin_cb = Some(pgturso_filter_by_origin);
     }
 }
 
@@ -168,10 +173,7 @@ unsafe extern "C-unwind" fn pgturso_startup(
             }
             None => None,
         };
-        let saved_work_mem = kb.filter(|&kb| kb != server_kb).map(|kb| {
-            pg_sys::logical_decoding_work_mem = kb;
-            server_kb
-        });
+        let pending_work_mem = kb.filter(|&kb| kb != server_kb);
         // Temporary files live in base/pgsql_tmp; a backend's working directory is the data
         // directory.
         let spool_dir = std::path::PathBuf::from("base/pgsql_tmp");
@@ -181,7 +183,8 @@ unsafe extern "C-unwind" fn pgturso_startup(
                 .with_spool_dir(spool_dir),
             options,
             change_cxt,
-            saved_work_mem,
+            saved_work_mem: None,
+            pending_work_mem,
         });
         let raw = Box::into_raw(state);
         (*ctx).output_plugin_private = raw as *mut c_void;
@@ -206,6 +209,37 @@ unsafe extern "C-unwind" fn pgturso_shutdown(ctx: *mut pg_sys::LogicalDecodingCo
             // from its start next time: roll back what Turso has of it.
             state(ctx).replicator.close();
         }
+    }
+}
+
+/* FILTER BY ORIGIN callback: filters nothing; sets this session's decoding memory in time */
+///
+/// Decoding starts at the slot's restart position, often well before its confirmed position, and
+/// reads again transactions that were replicated already (PostgreSQL skips them at their commit).
+/// They cannot be streamed, so with a small `logical_decoding_work_mem` PostgreSQL would spill
+/// them to disk just to forget them. pgturso's own setting therefore takes effect only once
+/// decoding has reached the confirmed position. This callback runs before every decoded change,
+/// which is what makes it the place for that.
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_filter_by_origin(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    _origin_id: pg_sys::RepOriginId,
+) -> bool {
+    // SAFETY: valid pointers from PostgreSQL; the state is unset while a slot is created.
+    unsafe {
+        let p = (*ctx).output_plugin_private as *mut State;
+        if p.is_null() {
+            return false;
+        }
+        let state = &mut *p;
+        if let Some(kb) = state.pending_work_mem {
+            if (*(*ctx).reader).ReadRecPtr >= (*(*ctx).slot).data.confirmed_flush {
+                state.saved_work_mem = Some(pg_sys::logical_decoding_work_mem);
+                pg_sys::logical_decoding_work_mem = kb;
+                state.pending_work_mem = None;
+            }
+        }
+        false
     }
 }
 
@@ -431,13 +465,16 @@ unsafe extern "C-unwind" fn pgturso_stream_start(
 #[pg_guard]
 unsafe extern "C-unwind" fn pgturso_stream_stop(
     ctx: *mut pg_sys::LogicalDecodingContext,
-    _txn: *mut pg_sys::ReorderBufferTXN,
+    txn: *mut pg_sys::ReorderBufferTXN,
 ) {
     // SAFETY: valid pointers from PostgreSQL for the duration of the call.
     unsafe {
         let state = state(ctx);
+        // The last piece, streamed when PostgreSQL decoded the commit record, has the commit's
+        // end set: its stream commit follows at once, whatever WAL there is after it.
+        let committing = (*txn).end_lsn != 0;
         let read_to = (*(*ctx).reader).EndRecPtr;
-        let caught_up = read_to >= pg_sys::GetFlushRecPtr(std::ptr::null_mut());
+        let caught_up = !committing && read_to >= pg_sys::GetFlushRecPtr(std::ptr::null_mut());
         let stopped = state.replicator.stream_stop(caught_up);
         ok_or_raise(stopped, &state.options);
     }

@@ -197,8 +197,9 @@ impl<T: Transport> Replicator<T> {
         Ok(())
     }
 
-    /// The end of a streamed piece. `caught_up`: decoding has reached the end of the WAL, so
-    /// the next piece may be long in coming; Turso's write lock is not held for that wait.
+    /// The end of a streamed piece. `caught_up`: decoding has reached the end of the WAL while
+    /// the transaction is still running, so the next piece may be long in coming; Turso's write
+    /// lock is not held for that wait.
     pub fn stream_stop(&mut self, caught_up: bool) -> Result<(), PgTursoError> {
         if !self.streams.iter().any(|s| s.direct) {
             return Ok(());
