@@ -6,24 +6,9 @@ mod common;
 use common::setup_slot as setup;
 
 use common::proxy::{Action, Proxy};
-use common::{confirmed_lsn, db_error, get_changes, pg_rows, Rng, Sqld};
+use common::{assert_mirror, confirmed_lsn, db_error, get_changes, pg_rows, Rng, Sqld};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-
-/// Every row of `table` in PostgreSQL and in Turso, as text, ordered by the first column.
-fn assert_mirror(c: &mut postgres::Client, sqld: &Sqld, table: &str, cols: &str) {
-    let pg_side: Vec<String> = pg_rows(c, &format!("SELECT {cols} FROM {table} ORDER BY 1, 2"))
-        .into_iter()
-        .map(|r| format!("{r:?}"))
-        .collect();
-    let turso: Vec<String> = sqld
-        .query_text(&format!("SELECT {cols} FROM {table} ORDER BY 1, 2"))
-        .into_iter()
-        .map(|r| format!("{r:?}"))
-        .collect();
-    assert_eq!(turso.len(), pg_side.len(), "row count of {table}");
-    assert!(turso == pg_side, "{table} differs from PostgreSQL");
-}
 
 /// Consumes the slot into `url` with `max_request_records` records per request.
 fn replicate(c: &mut postgres::Client, slot: &str, url: &str, max_records: usize) -> Vec<String> {

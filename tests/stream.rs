@@ -6,34 +6,8 @@
 mod common;
 
 use common::setup_slot as setup;
-use common::{get_changes, pg, pg_rows, Sqld};
+use common::{assert_mirror, assert_mirror_as, get_changes, pg, pg_rows, Sqld};
 use std::time::{Duration, Instant};
-
-/// Every row of `table` in PostgreSQL and in Turso, as text, ordered by the first column.
-fn assert_mirror(c: &mut postgres::Client, sqld: &Sqld, table: &str, cols: &str) {
-    assert_mirror_as(c, sqld, table, cols, cols);
-}
-
-/// [`assert_mirror`] with columns written for each side (`pg_cols`, `turso_cols`).
-fn assert_mirror_as(
-    c: &mut postgres::Client,
-    sqld: &Sqld,
-    table: &str,
-    pg_cols: &str,
-    turso_cols: &str,
-) {
-    let pg_side: Vec<String> = pg_rows(c, &format!("SELECT {pg_cols} FROM {table} ORDER BY 1"))
-        .into_iter()
-        .map(|r| format!("{r:?}"))
-        .collect();
-    let turso: Vec<String> = sqld
-        .query_text(&format!("SELECT {turso_cols} FROM {table} ORDER BY 1"))
-        .into_iter()
-        .map(|r| format!("{r:?}"))
-        .collect();
-    assert_eq!(turso.len(), pg_side.len(), "row count of {table}");
-    assert!(turso == pg_side, "{table} differs from PostgreSQL");
-}
 
 /// The slot's streaming and spilling counters (`stream_txns`, `spill_txns`), once the decoding
 /// backend has reported them.

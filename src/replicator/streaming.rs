@@ -103,6 +103,17 @@ impl<T: Transport> Replicator<T> {
         self.streams.iter_mut().find(|s| s.xid == xid)
     }
 
+    /// The streamed transaction `xid` (PostgreSQL starts a stream before its changes), with the
+    /// directory its spool goes to.
+    fn streamed_and_dir(&mut self, xid: u32) -> (&mut Streamed, &std::path::Path) {
+        let s = self
+            .streams
+            .iter_mut()
+            .find(|s| s.xid == xid)
+            .expect("PostgreSQL starts a stream before its changes");
+        (s, &self.spool_dir)
+    }
+
     /// A new piece of transaction `xid` (starting at `first_lsn`) is about to be streamed.
     pub fn stream_start(&mut self, xid: u32, first_lsn: u64) -> Result<(), PgTursoError> {
         if self.streamed(xid).is_none() {
@@ -153,16 +164,13 @@ impl<T: Transport> Replicator<T> {
         table: &Table,
         change: RowChange,
     ) -> Result<(), PgTursoError> {
-        let dir = self.spool_dir.clone();
-        let s = self
-            .streamed(xid)
-            .expect("PostgreSQL starts a stream before its changes");
+        let (s, dir) = self.streamed_and_dir(xid);
         if s.skip {
             return Ok(());
         }
         let index = s.table_index(table);
         s.append(
-            &dir,
+            dir,
             sub,
             &EntryRef::Change {
                 table: index,
@@ -182,15 +190,12 @@ impl<T: Transport> Replicator<T> {
         sub: u32,
         tables: &[Table],
     ) -> Result<(), PgTursoError> {
-        let dir = self.spool_dir.clone();
-        let s = self
-            .streamed(xid)
-            .expect("PostgreSQL starts a stream before its changes");
+        let (s, dir) = self.streamed_and_dir(xid);
         if s.skip || tables.is_empty() {
             return Ok(());
         }
         let indexes = tables.iter().map(|t| s.table_index(t)).collect();
-        s.append(&dir, sub, &EntryRef::Truncate { tables: indexes })?;
+        s.append(dir, sub, &EntryRef::Truncate { tables: indexes })?;
         if s.direct {
             self.truncate(tables)?;
         }
@@ -272,9 +277,9 @@ impl<T: Transport> Replicator<T> {
             }
             return self.commit();
         }
-        // Another transaction still being streamed commits later: give up its Turso transaction.
-        self.demote();
-        self.start(lsn, true);
+        // Like any transaction committing before one still being streamed (`begin` gives up that
+        // one's Turso transaction); an initial copy's transactions were never spooled.
+        self.begin(lsn, xid)?;
         if self.should_skip()? {
             self.txn = None;
             return Ok(None);

@@ -444,6 +444,32 @@ impl Sqld {
     }
 }
 
+/// Every row of `table` in PostgreSQL and in Turso, as text, ordered by the first two columns.
+pub fn assert_mirror(c: &mut postgres::Client, sqld: &Sqld, table: &str, cols: &str) {
+    assert_mirror_as(c, sqld, table, cols, cols);
+}
+
+/// [`assert_mirror`] with the columns written for each side (`pg_cols`, `turso_cols`).
+pub fn assert_mirror_as(
+    c: &mut postgres::Client,
+    sqld: &Sqld,
+    table: &str,
+    pg_cols: &str,
+    turso_cols: &str,
+) {
+    let pg_side: Vec<String> = pg_rows(c, &format!("SELECT {pg_cols} FROM {table} ORDER BY 1, 2"))
+        .into_iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    let turso: Vec<String> = sqld
+        .query_text(&format!("SELECT {turso_cols} FROM {table} ORDER BY 1, 2"))
+        .into_iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    assert_eq!(turso.len(), pg_side.len(), "row count of {table}");
+    assert!(turso == pg_side, "{table} differs from PostgreSQL");
+}
+
 /// Rows of a PostgreSQL query, each column rendered as text (NULL as None).
 pub fn pg_rows(c: &mut postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
     c.simple_query(sql)
