@@ -45,6 +45,9 @@ pub enum ClientError {
     },
     #[error("statement failed in Turso: {message} (statement: {sql})")]
     Statement { message: String, sql: String },
+    /// SQLITE_BUSY: another connection held Turso's write lock; the batch rolled back.
+    #[error("Turso's database is locked by another writer")]
+    Busy,
 }
 
 impl ClientError {
@@ -53,7 +56,8 @@ impl ClientError {
         match self {
             ClientError::Connect { .. }
             | ClientError::Network { .. }
-            | ClientError::Timeout { .. } => true,
+            | ClientError::Timeout { .. }
+            | ClientError::Busy => true,
             ClientError::Http { status, .. } => *status == 429 || *status >= 500,
             ClientError::Stream { code, .. } => code
                 .as_deref()
@@ -73,6 +77,7 @@ impl ClientError {
             ClientError::Protocol(_) => ERRCODE_PROTOCOL_VIOLATION,
             ClientError::Tls(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             ClientError::Statement { .. } => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            ClientError::Busy => ERRCODE_LOCK_NOT_AVAILABLE,
         }
     }
 
@@ -96,6 +101,9 @@ impl ClientError {
             }
             ClientError::Statement { .. } => {
                 "Check that the Turso table matches the PostgreSQL table, then re-run the decoding call.".into()
+            }
+            ClientError::Busy => {
+                "Another connection kept Turso's write lock for longer than the retries (option retry_ms); re-run the decoding call; nothing is lost.".into()
             }
         }
     }

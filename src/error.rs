@@ -45,6 +45,13 @@ pub enum PgTursoError {
         #[source]
         source: ClientError,
     },
+    #[error("Turso has transaction {lsn} of slot \"{slot}\", which this PostgreSQL server never committed")]
+    Diverged {
+        slot: String,
+        system_id: String,
+        lsn: String,
+        why: String,
+    },
     #[error("Turso table \"{turso}\" already holds the replica of another PostgreSQL table, so \"{table}\" cannot be replicated into it")]
     NameConflict { table: String, turso: String },
     #[error("cannot follow the schema change of table \"{table}\" in Turso: {what}")]
@@ -79,6 +86,7 @@ impl PgTursoError {
             PgTursoError::Value { .. } => ERRCODE_DATA_EXCEPTION,
             PgTursoError::SchemaChange { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
             PgTursoError::NameConflict { .. } => ERRCODE_DUPLICATE_TABLE,
+            PgTursoError::Diverged { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             PgTursoError::Spool { .. } => ERRCODE_IO_ERROR,
         }
     }
@@ -98,6 +106,9 @@ impl PgTursoError {
             PgTursoError::Copy { .. } => Some(
                 "The rows are sent in one Turso transaction: nothing of this call was applied.".to_string(),
             ),
+            PgTursoError::Diverged { why, .. } => Some(format!(
+                "Turso's progress row for this slot is at or past where decoding starts, but {why}. PostgreSQL was restored from a backup taken before Turso received that transaction, or the slot was created again under the same name: replicating on would skip this server's new transactions up to that LSN as if Turso had them. Nothing was applied and the slot did not advance."
+            )),
             _ => None,
         }
     }
@@ -105,6 +116,9 @@ impl PgTursoError {
     pub fn hint(&self) -> Option<String> {
         match self {
             PgTursoError::InvalidOption { hint, .. } => Some(hint.clone()),
+            PgTursoError::Diverged { slot, system_id, .. } => Some(format!(
+                "Re-sync Turso from this server: empty or drop the replicated tables in Turso and delete their progress row (DELETE FROM _pgturso_progress WHERE system_id = '{system_id}' AND slot = '{slot}'), then copy the tables again and replicate from a new slot. With the SQL API: SELECT turso_unschedule(name, drop_slot => true), then replicate or schedule the table again (its initial copy resets Turso's table and progress)."
+            )),
             PgTursoError::UnknownOption { .. } => Some(
                 "Valid options are: url, auth, table_name, ca_file, timeout_ms, retry_ms, keepalive_ms, max_request_records, max_request_bytes, streaming, decoding_work_mem, skip_snapshot.".to_string(),
             ),

@@ -13,5 +13,6 @@ pub mod replicator;
 pub mod spool;
 pub mod sql;
 mod tuple;
+mod wal;
 
 ::pgrx::pg_module_magic!();

@@ -64,7 +64,13 @@ unsafe fn state<'a>(ctx: *mut pg_sys::LogicalDecodingContext) -> &'a mut State {
 #[pg_guard]
 unsafe extern "C-unwind" fn free_state(arg: *mut c_void) {
     // SAFETY: `arg` is the pointer produced by `Box::into_raw` in startup, freed exactly once here.
-    let state = unsafe { Box::from_raw(arg as *mut State) };
+    let mut state = unsafe { Box::from_raw(arg as *mut State) };
+    // After a normal end the shutdown callback has closed everything, and this does nothing.
+    // After an ERROR (the shutdown callback does not run then) it rolls back a Turso transaction
+    // left open, which would hold Turso's write lock until sqld expires it. PostgreSQL deletes
+    // this memory while it cleans up the failed transaction with interrupts held, so the request
+    // cannot be interrupted; it is bounded by the option timeout_ms.
+    state.replicator.abort();
     if let Some(kb) = state.saved_work_mem {
         // SAFETY: a plain int GUC variable of this backend.
         unsafe { pg_sys::logical_decoding_work_mem = kb };
@@ -179,6 +185,7 @@ unsafe extern "C-unwind" fn pgturso_startup(
         let spool_dir = std::path::PathBuf::from("base/pgsql_tmp");
         let state = Box::new(State {
             replicator: Replicator::new(transport, system_id, slot, options.limits)
+                .with_history((*(*ctx).slot).data.confirmed_flush, crate::wal::commit_at)
                 .with_skip_snapshot(options.skip_snapshot.clone())
                 .with_spool_dir(spool_dir),
             options,
@@ -252,9 +259,11 @@ unsafe extern "C-unwind" fn pgturso_begin(
     // SAFETY: valid pointers from PostgreSQL; final_lsn is the commit record's LSN.
     unsafe {
         let state = state(ctx);
-        let begun = state
-            .replicator
-            .begin((*txn).final_lsn, (*txn).xid.into_inner());
+        let begun = state.replicator.begin_at(
+            (*txn).final_lsn,
+            (*txn).xid.into_inner(),
+            Some((*txn).xact_time.commit_time),
+        );
         ok_or_raise(begun, &state.options);
     }
 }
@@ -507,9 +516,11 @@ unsafe extern "C-unwind" fn pgturso_stream_commit(
     // SAFETY: valid pointers from PostgreSQL for the duration of the call.
     unsafe {
         let state = state(ctx);
-        let committed = state
-            .replicator
-            .stream_commit((*txn).xid.into_inner(), commit_lsn);
+        let committed = state.replicator.stream_commit(
+            (*txn).xid.into_inner(),
+            commit_lsn,
+            Some((*txn).xact_time.commit_time),
+        );
         if let Some(line) = ok_or_raise(committed, &state.options) {
             write_line(ctx, &line);
         }

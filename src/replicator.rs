@@ -25,6 +25,20 @@ pub const PROGRESS_TABLE: &str = "_pgturso_progress";
 /// Name of the table in Turso that records the shape pgturso gave each replicated table.
 pub const SCHEMA_TABLE: &str = "_pgturso_schema";
 
+/// What Turso's progress row says of a slot: the commit LSN of the last transaction it has, and
+/// that transaction's id and commit time (absent in rows written by pgturso before 0.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub lsn: u64,
+    pub xid: Option<u32>,
+    pub commit_time: Option<i64>,
+}
+
+/// Looks up the commit record at an LSN of this server's WAL: `Some((xid, commit time))` when
+/// the WAL has a transaction's commit record exactly there, `None` otherwise (also when the LSN
+/// is beyond the WAL's end). Given by the decoding layer.
+pub type CommitAt = fn(u64) -> Option<(u32, i64)>;
+
 /// Limits on one request of a transaction (larger transactions span several requests), and how
 /// long transient failures are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,15 +126,23 @@ struct Pending {
     sqls: Vec<String>,
     base: Option<String>,
     standalone: bool,
+    /// Its first statement is the [`progress_guard`].
+    guarded: bool,
 }
 
 /// The Turso side of the transaction being decoded.
 struct Txn {
     lsn: u64,
+    /// The transaction's id and commit time, recorded with its progress.
+    xid: u32,
+    commit_time: Option<i64>,
     /// Decoded transactions record their LSN in the progress table; copies do not.
     tracked: bool,
     /// Already applied in Turso (at or below the progress LSN): decode, but send nothing.
     skip: Option<bool>,
+    /// Turso refused the transaction's first request because its progress row had reached the
+    /// transaction's LSN already (see [`progress_guard`]): nothing of it was sent.
+    refused: bool,
     changes: usize,
     pending: Vec<Stmt>,
     pending_bytes: usize,
@@ -144,6 +166,10 @@ pub struct Replicator<T: Transport> {
     slot: String,
     limits: Limits,
     applied_lsn: Option<Option<u64>>,
+    /// The slot's confirmed position when the session started, and how to look up this
+    /// server's commit records: a progress row at or past that position must name a
+    /// transaction this WAL has (see [`Replicator::with_history`]).
+    history: Option<(u64, CommitAt)>,
     /// The shape each source table has in Turso, as far as this session made sure of it.
     ensured: HashMap<String, String>,
     /// Table shapes in Turso by source table (`_pgturso_schema`), read once per session.
@@ -167,6 +193,7 @@ impl<T: Transport> Replicator<T> {
             slot,
             limits,
             applied_lsn: None,
+            history: None,
             ensured: HashMap::new(),
             known: None,
             skip_snapshot: None,
@@ -183,6 +210,16 @@ impl<T: Transport> Replicator<T> {
         self
     }
 
+    /// Checks the progress row against this server's WAL before anything is skipped by it:
+    /// decoding starts at the slot's `confirmed` position, and a progress row at or past it is
+    /// trusted only if `commit_at` finds that very transaction (same LSN, xid and commit time)
+    /// in the WAL. Otherwise Turso holds transactions this PostgreSQL never had (a restore from a
+    /// backup, a slot created again), and skipping by LSN would lose new ones: an error instead.
+    pub fn with_history(mut self, confirmed: u64, commit_at: CommitAt) -> Self {
+        self.history = Some((confirmed, commit_at));
+        self
+    }
+
     /// Skips the decoded transactions that `snapshot` (an initial copy's) sees.
     pub fn with_skip_snapshot(mut self, snapshot: Option<SkipSnapshot>) -> Self {
         self.skip_snapshot = snapshot;
@@ -193,8 +230,22 @@ impl<T: Transport> Replicator<T> {
     /// any transaction being streamed, so a Turso transaction open for one of those is given up
     /// first (that one is applied from its spool when it commits).
     pub fn begin(&mut self, lsn: u64, xid: u32) -> Result<(), PgTursoError> {
+        self.begin_at(lsn, xid, None)
+    }
+
+    /// [`Replicator::begin`] with the transaction's commit time, recorded in the progress row
+    /// so that a later session can tell this transaction from another at the same LSN.
+    pub fn begin_at(
+        &mut self,
+        lsn: u64,
+        xid: u32,
+        commit_time: Option<i64>,
+    ) -> Result<(), PgTursoError> {
         self.demote();
         self.start(lsn, true);
+        let txn = self.txn.as_mut().expect("just started");
+        txn.xid = xid;
+        txn.commit_time = commit_time;
         if self.skip_snapshot.as_ref().is_some_and(|s| s.sees(xid)) {
             self.txn.as_mut().expect("just started").skip = Some(true);
         }
@@ -210,8 +261,11 @@ impl<T: Transport> Replicator<T> {
     fn start(&mut self, lsn: u64, tracked: bool) {
         self.txn = Some(Txn {
             lsn,
+            xid: 0,
+            commit_time: None,
             tracked,
             skip: if tracked { None } else { Some(false) },
+            refused: false,
             changes: 0,
             pending: Vec::new(),
             pending_bytes: 0,
@@ -245,14 +299,50 @@ impl<T: Transport> Replicator<T> {
         if let Some(a) = self.applied_lsn {
             return Ok(a);
         }
-        let a = self
-            .retrying(Self::read_progress)
-            .map_err(|source| PgTursoError::Progress {
-                slot: self.slot.clone(),
-                source,
-            })?;
+        let progress =
+            self.retrying(Self::read_progress)
+                .map_err(|source| PgTursoError::Progress {
+                    slot: self.slot.clone(),
+                    source,
+                })?;
+        if let Some(p) = progress {
+            self.check_history(&p)?;
+        }
+        let a = progress.map(|p| p.lsn);
         self.applied_lsn = Some(a);
         Ok(a)
+    }
+
+    /// See [`Replicator::with_history`].
+    fn check_history(&self, p: &Progress) -> Result<(), PgTursoError> {
+        let Some((confirmed, commit_at)) = self.history else {
+            return Ok(());
+        };
+        if p.lsn < confirmed {
+            // Nothing decoded from here on is at or below it: nothing is skipped by it.
+            return Ok(());
+        }
+        let why = match commit_at(p.lsn) {
+            None => format!(
+                "this server's WAL has no transaction committing at {}",
+                format_lsn(p.lsn)
+            ),
+            Some((xid, time))
+                if p.xid.is_some_and(|x| x != xid) || p.commit_time.is_some_and(|t| t != time) =>
+            {
+                format!(
+                    "the transaction committing there is another one (xid {xid}, where Turso has xid {})",
+                    p.xid.map_or_else(|| "?".to_string(), |x| x.to_string())
+                )
+            }
+            Some(_) => return Ok(()),
+        };
+        Err(PgTursoError::Diverged {
+            slot: self.slot.clone(),
+            system_id: self.system_id.clone(),
+            lsn: format_lsn(p.lsn),
+            why,
+        })
     }
 
     /// A read-only request, retried on transient failures.
@@ -311,26 +401,58 @@ impl<T: Transport> Replicator<T> {
         last.ok_or_else(|| ClientError::Protocol(format!("missing result for the {what} query")))
     }
 
-    fn read_progress(&mut self) -> Result<Option<u64>, ClientError> {
-        let result = self.read_bookkeeping(
-            progress_ddl(),
+    fn read_progress(&mut self) -> Result<Option<Progress>, ClientError> {
+        let select = || {
             format!(
-                "SELECT \"lsn\" FROM {} WHERE \"system_id\" = ? AND \"slot\" = ?",
+                "SELECT \"lsn\", \"xid\", \"commit_time\" FROM {} WHERE \"system_id\" = ? AND \"slot\" = ?",
                 sql::quote_ident(PROGRESS_TABLE)
-            ),
-            vec![
-                Value::Text(self.system_id.clone()),
-                Value::Text(self.slot.clone()),
-            ],
-            "progress",
-        )?;
-        match result.rows.first().and_then(|row| row.first()) {
-            None => Ok(None),
-            Some(v) => v
-                .as_i64()
-                .map(|l| Some(l as u64))
-                .ok_or_else(|| ClientError::Protocol(format!("unexpected progress value {v:?}"))),
-        }
+            )
+        };
+        let args = vec![
+            Value::Text(self.system_id.clone()),
+            Value::Text(self.slot.clone()),
+        ];
+        let result = match self.read_bookkeeping(progress_ddl(), select(), args.clone(), "progress")
+        {
+            // A progress table made by pgturso before 0.2 lacks the identity columns.
+            Err(ClientError::Stream { message, .. }) if message.contains("no such column") => {
+                self.migrate_progress()?;
+                self.read_bookkeeping(progress_ddl(), select(), args, "progress")?
+            }
+            other => other?,
+        };
+        let Some(row) = result.rows.first() else {
+            return Ok(None);
+        };
+        let lsn = row
+            .first()
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| ClientError::Protocol(format!("unexpected progress row {row:?}")))?;
+        let int = |i: usize| row.get(i).and_then(|v| v.as_i64());
+        Ok(Some(Progress {
+            lsn: lsn as u64,
+            xid: int(1).map(|x| x as u32),
+            commit_time: int(2),
+        }))
+    }
+
+    /// Adds the identity columns to a progress table made before they existed.
+    fn migrate_progress(&mut self) -> Result<(), ClientError> {
+        let alter = |col: &str| {
+            hrana::query(
+                &format!(
+                    "ALTER TABLE {} ADD COLUMN \"{col}\" INTEGER",
+                    sql::quote_ident(PROGRESS_TABLE)
+                ),
+                vec![],
+            )
+        };
+        let req = PipelineRequest {
+            baton: None,
+            requests: vec![alter("xid"), alter("commit_time"), StreamRequest::Close],
+        };
+        // A column another session added meanwhile fails here as a duplicate: ignored.
+        self.transport.pipeline(None, &req).map(|_| ())
     }
 
     /// Adds one row change of `table`; returns false when the transaction is skipped.
@@ -540,45 +662,100 @@ impl<T: Transport> Replicator<T> {
         Ok(())
     }
 
-    /// Waits for the request in flight, if any, and continues the stream it answered.
-    fn settle(&mut self) -> Result<(), PgTursoError> {
+    /// Waits for the request in flight, if any, and continues the stream it answered. Returns
+    /// false when Turso refused the request because it has the transaction already (see
+    /// [`progress_guard`]): the transaction is then marked refused and its stream rolled back.
+    fn settle(&mut self) -> Result<bool, PgTursoError> {
         let txn = self.txn.as_mut().expect("inside a transaction");
         let Some(p) = txn.pending_request.take() else {
-            return Ok(());
+            return Ok(true);
         };
         let (lsn, tracked) = (txn.lsn, txn.tracked);
         let wrap = |source| wrap_error(tracked, lsn, source);
         let resp = match self.transport.finish(p.in_flight) {
-            Ok(resp) => resp,
+            Ok(resp) if !(p.standalone && busy(&resp)) => resp,
             // It carries no COMMIT: resending follows the same rules as a first attempt.
-            Err(e) => match self.send(
-                p.base.as_deref(),
-                &p.request,
-                p.standalone,
-                false,
-                lsn,
-                Some(e),
-            ) {
-                Ok(Some(resp)) => resp,
-                Ok(None) => {
-                    unreachable!("a request without COMMIT is never resolved from progress")
+            done => {
+                let failed = Some(done.err().unwrap_or(ClientError::Busy));
+                match self.send(p.base.as_deref(), &p.request, p.standalone, failed) {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        // Keep the stream the request continued, for [`Replicator::abort`]: if
+                        // Turso never saw the request, its baton still rolls the stream back.
+                        self.txn.as_mut().expect("inside a transaction").stream =
+                            p.request.baton.clone().map(|baton| Stream {
+                                baton,
+                                base_url: p.base.clone(),
+                            });
+                        return Err(wrap(e));
+                    }
                 }
-                Err(e) => return Err(wrap(e)),
-            },
+            }
         };
-        let next = check_batch(resp, &p.layout, &p.sqls, false).map_err(wrap)?;
-        self.txn.as_mut().expect("inside a transaction").stream =
-            next.map(|(baton, base_url)| Stream {
+        if p.guarded && guard_refused(&resp, &p.layout) {
+            let stream = resp.baton.map(|baton| Stream {
                 baton,
-                base_url: base_url.or(p.base),
+                base_url: resp.base_url.or(p.base),
             });
-        Ok(())
+            self.refuse(stream);
+            return Ok(false);
+        }
+        // A failed step leaves the stream open: keep it for [`Replicator::abort`].
+        let open = resp.baton.clone().map(|baton| Stream {
+            baton,
+            base_url: resp.base_url.clone().or(p.base.clone()),
+        });
+        let next = check_batch(resp, &p.layout, &p.sqls, false);
+        let txn = self.txn.as_mut().expect("inside a transaction");
+        match next {
+            Ok(next) => {
+                txn.stream = next.map(|(baton, base_url)| Stream {
+                    baton,
+                    base_url: base_url.or(p.base),
+                });
+                Ok(true)
+            }
+            Err(e) => {
+                txn.stream = open;
+                Err(wrap(e))
+            }
+        }
+    }
+
+    /// Turso has the current transaction already: nothing more of it is sent, and the stream its
+    /// refused first request opened (if any) is rolled back at once, releasing Turso's write lock.
+    fn refuse(&mut self, stream: Option<Stream>) {
+        let txn = self.txn.as_mut().expect("inside a transaction");
+        txn.refused = true;
+        txn.skip = Some(true);
+        txn.pending.clear();
+        txn.group = None;
+        txn.pending_bytes = 0;
+        txn.pending_records = 0;
+        txn.stream = None;
+        if let Some(stream) = stream {
+            self.rollback_stream(stream);
+        }
+    }
+
+    /// Rolls back and closes `stream`. Best effort: if this fails, sqld rolls the stream back
+    /// when it expires.
+    fn rollback_stream(&mut self, stream: Stream) {
+        let req = PipelineRequest {
+            baton: Some(stream.baton),
+            requests: vec![hrana::query("ROLLBACK", vec![]), StreamRequest::Close],
+        };
+        let _ = self.transport.pipeline(stream.base_url.as_deref(), &req);
     }
 
     /// Sends the pending statements; `commit` adds the progress row and COMMIT and closes the
     /// stream and waits for Turso's answer; otherwise the request travels while decoding goes on.
     /// The request is built before waiting for the one in flight, so Turso, which is usually
     /// the slower side, gets the next request as soon as it has answered the previous one.
+    ///
+    /// The first request of a decoded transaction starts with the [`progress_guard`], so Turso
+    /// itself refuses a transaction it has already, whenever and however often a request of it
+    /// arrives.
     fn flush(&mut self, commit: bool) -> Result<(), PgTursoError> {
         let txn = self.txn.as_mut().expect("inside a transaction");
         let lsn = txn.lsn;
@@ -586,21 +763,30 @@ impl<T: Transport> Replicator<T> {
         let mut stmts = std::mem::take(&mut txn.pending);
         txn.pending_bytes = 0;
         txn.pending_records = 0;
+        // A request in flight always leaves the stream open (or `settle` fails): no BEGIN then.
+        let begin = txn.stream.is_none() && txn.pending_request.is_none();
+        let guarded = begin && txn.tracked;
+        if guarded {
+            stmts.insert(0, progress_guard(&self.system_id, &self.slot, lsn));
+        }
         if commit && txn.tracked {
-            stmts.push(progress_upsert(&self.system_id, &self.slot, lsn));
+            let p = Progress {
+                lsn,
+                xid: Some(txn.xid),
+                commit_time: txn.commit_time,
+            };
+            stmts.push(progress_upsert(&self.system_id, &self.slot, &p));
         }
         let sqls: Vec<String> = stmts.iter().map(|s| s.sql.clone()).collect();
-        // A request in flight always leaves the stream open (or `settle` fails): no BEGIN then.
-        let part = BatchPart {
-            begin: txn.stream.is_none() && txn.pending_request.is_none(),
-            commit,
-        };
+        let part = BatchPart { begin, commit };
         let (batch, layout) = hrana::transaction_batch(stmts, part);
         let mut requests = vec![batch];
         if commit {
             requests.push(StreamRequest::Close);
         }
-        self.settle()?;
+        if !self.settle()? {
+            return Ok(());
+        }
         let txn = self.txn.as_mut().expect("inside a transaction");
         let stream = txn.stream.take();
         if part.begin != stream.is_none() {
@@ -630,19 +816,20 @@ impl<T: Transport> Replicator<T> {
                 sqls,
                 base,
                 standalone,
+                guarded,
             });
             return Ok(());
         }
         let wrap = |source| wrap_error(tracked, lsn, source);
-        let resp = match self.send(base.as_deref(), &req, standalone, tracked, lsn, None) {
-            Ok(Some(resp)) => resp,
-            // Turso already has this transaction: its response was lost, the commit was not.
-            Ok(None) => {
-                self.txn.as_mut().expect("inside a transaction").stream = None;
-                return Ok(());
-            }
-            Err(e) => return Err(wrap(e)),
-        };
+        let resp = self
+            .send(base.as_deref(), &req, standalone, None)
+            .map_err(wrap)?;
+        if guarded && guard_refused(&resp, &layout) {
+            // Turso has this transaction already (an earlier attempt of this very request landed
+            // after all); the batch rolled itself back and the stream is closed.
+            self.refuse(None);
+            return Ok(());
+        }
         let next = check_batch(resp, &layout, &sqls, commit).map_err(wrap)?;
         self.txn.as_mut().expect("inside a transaction").stream =
             next.map(|(baton, base_url)| Stream {
@@ -652,28 +839,28 @@ impl<T: Transport> Replicator<T> {
         Ok(())
     }
 
-    /// Sends `req`, retrying transient failures for `limits.retry_for`, but only when resending
-    /// cannot apply anything twice: a request that was never sent is always resent; one whose
-    /// outcome is unknown only if it stands alone (no open stream), and if it carries this
-    /// transaction's COMMIT, only after the progress row shows Turso does not have it.
-    /// `Ok(None)` means the progress row shows the transaction was committed already.
+    /// Sends `req`, retrying transient failures for `limits.retry_for`. A request that was never
+    /// sent is always resent. One whose outcome is unknown is resent only if it stands alone (no
+    /// open stream): it then begins its own Turso transaction, and if it is a decoded
+    /// transaction's, its [`progress_guard`] makes any attempt after the first that landed a
+    /// no-op, in whatever order the attempts arrive. An answer whose batch failed on SQLite's
+    /// busy lock is retried the same way: the batch rolled itself back.
     /// `failed` is the error of a first attempt already made (a request sent in the background).
     fn send(
         &mut self,
         base: Option<&str>,
         req: &PipelineRequest,
         standalone: bool,
-        commits_lsn: bool,
-        lsn: u64,
         mut failed: Option<ClientError>,
-    ) -> Result<Option<PipelineResponse>, ClientError> {
+    ) -> Result<PipelineResponse, ClientError> {
         let deadline = Instant::now() + self.limits.retry_for;
         let mut attempt = 0;
         loop {
             let err = match failed.take() {
                 Some(e) => e,
                 None => match self.transport.pipeline(base, req) {
-                    Ok(resp) => return Ok(Some(resp)),
+                    Ok(resp) if standalone && busy(&resp) => ClientError::Busy,
+                    Ok(resp) => return Ok(resp),
                     Err(e) => e,
                 },
             };
@@ -681,22 +868,10 @@ impl<T: Transport> Replicator<T> {
             if !err.is_retryable() || !(standalone || not_sent) || Instant::now() >= deadline {
                 return Err(err);
             }
-            let mut last = err;
-            loop {
-                self.transport.pause(backoff(attempt));
-                attempt += 1;
-                if not_sent || !commits_lsn {
-                    break;
-                }
-                match self.read_progress() {
-                    Ok(applied) if applied.is_some_and(|a| a >= lsn) => return Ok(None),
-                    Ok(_) => break,
-                    Err(e) if e.is_retryable() && Instant::now() < deadline => last = e,
-                    Err(_) => return Err(last),
-                }
-            }
+            self.transport.pause(backoff(attempt));
+            attempt += 1;
             if Instant::now() >= deadline {
-                return Err(last);
+                return Err(err);
             }
         }
     }
@@ -800,24 +975,94 @@ fn schema_upsert(system_id: &str, source: &str, known: &KnownTable) -> Stmt {
 
 fn progress_ddl() -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {} (\"system_id\" TEXT NOT NULL, \"slot\" TEXT NOT NULL, \"lsn\" INTEGER NOT NULL, \"lsn_text\" TEXT NOT NULL, \"updated_at\" TEXT NOT NULL, PRIMARY KEY (\"system_id\", \"slot\"))",
+        "CREATE TABLE IF NOT EXISTS {} (\"system_id\" TEXT NOT NULL, \"slot\" TEXT NOT NULL, \"lsn\" INTEGER NOT NULL, \"lsn_text\" TEXT NOT NULL, \"updated_at\" TEXT NOT NULL, \"xid\" INTEGER, \"commit_time\" INTEGER, PRIMARY KEY (\"system_id\", \"slot\"))",
         sql::quote_ident(PROGRESS_TABLE)
     )
 }
 
-fn progress_upsert(system_id: &str, slot: &str, lsn: u64) -> Stmt {
+/// Records `p` as the slot's progress; it only ever moves forward.
+fn progress_upsert(system_id: &str, slot: &str, p: &Progress) -> Stmt {
+    let t = sql::quote_ident(PROGRESS_TABLE);
     Stmt::new(
         format!(
-            "INSERT INTO {} (\"system_id\", \"slot\", \"lsn\", \"lsn_text\", \"updated_at\") VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) ON CONFLICT (\"system_id\", \"slot\") DO UPDATE SET \"lsn\" = excluded.\"lsn\", \"lsn_text\" = excluded.\"lsn_text\", \"updated_at\" = excluded.\"updated_at\"",
+            "INSERT INTO {t} (\"system_id\", \"slot\", \"lsn\", \"lsn_text\", \"updated_at\", \"xid\", \"commit_time\") VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?, ?) ON CONFLICT (\"system_id\", \"slot\") DO UPDATE SET \"lsn\" = excluded.\"lsn\", \"lsn_text\" = excluded.\"lsn_text\", \"updated_at\" = excluded.\"updated_at\", \"xid\" = excluded.\"xid\", \"commit_time\" = excluded.\"commit_time\" WHERE excluded.\"lsn\" > {t}.\"lsn\""
+        ),
+        vec![
+            Value::Text(system_id.to_string()),
+            Value::Text(slot.to_string()),
+            Value::Integer(p.lsn as i64),
+            Value::Text(format_lsn(p.lsn)),
+            p.xid.map_or(Value::Null, |x| Value::Integer(x.into())),
+            p.commit_time.map_or(Value::Null, Value::Integer),
+        ],
+    )
+}
+
+/// Deletes a slot's progress row: an initial copy made for a new slot starts its history anew.
+pub fn progress_reset(system_id: &str, slot: &str) -> Vec<Stmt> {
+    vec![
+        Stmt::new(progress_ddl(), vec![]),
+        Stmt::new(
+            format!(
+                "DELETE FROM {} WHERE \"system_id\" = ? AND \"slot\" = ?",
+                sql::quote_ident(PROGRESS_TABLE)
+            ),
+            vec![
+                Value::Text(system_id.to_string()),
+                Value::Text(slot.to_string()),
+            ],
+        ),
+    ]
+}
+
+/// What SQLite says when [`progress_guard`] refuses a transaction.
+const GUARD_REFUSAL: &str = "NOT NULL constraint failed: _pgturso_progress.lsn";
+
+/// The first statement of a decoded transaction's first request, inside its Turso transaction:
+/// it fails (a NOT NULL violation, and so every later step of the batch is skipped) when the
+/// progress row of this slot has reached `lsn`, that is when Turso has the transaction already.
+/// It updates nothing otherwise, but takes Turso's write lock, so no other writer can move the
+/// progress row before this transaction commits.
+fn progress_guard(system_id: &str, slot: &str, lsn: u64) -> Stmt {
+    Stmt::new(
+        format!(
+            "UPDATE {} SET \"lsn\" = NULL WHERE \"system_id\" = ? AND \"slot\" = ? AND \"lsn\" >= ?",
             sql::quote_ident(PROGRESS_TABLE)
         ),
         vec![
             Value::Text(system_id.to_string()),
             Value::Text(slot.to_string()),
             Value::Integer(lsn as i64),
-            Value::Text(format_lsn(lsn)),
         ],
     )
+}
+
+/// The batch of `resp` failed at its first statement, the [`progress_guard`].
+fn guard_refused(resp: &PipelineResponse, layout: &hrana::BatchLayout) -> bool {
+    match resp.results.first() {
+        Some(StreamResult::Ok {
+            response: StreamResponse::Batch { result },
+        }) => hrana::first_step_error(result).is_some_and(|(step, e)| {
+            step == layout.first_stmt && e.message.contains(GUARD_REFUSAL)
+        }),
+        _ => false,
+    }
+}
+
+/// The batch of `resp` failed because another connection held SQLite's write lock
+/// (SQLITE_BUSY, "database is locked"): transient, like a 503.
+fn busy(resp: &PipelineResponse) -> bool {
+    let locked = |e: &hrana::HranaError| {
+        e.code.as_deref().is_some_and(|c| c.contains("SQLITE_BUSY"))
+            || e.message.contains("database is locked")
+    };
+    match resp.results.first() {
+        Some(StreamResult::Ok {
+            response: StreamResponse::Batch { result },
+        }) => hrana::first_step_error(result).is_some_and(|(_, e)| locked(e)),
+        Some(StreamResult::Error { error }) => locked(error),
+        _ => false,
+    }
 }
 
 /// Checks a transaction batch response; returns the stream (baton, base_url) to continue on.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -353,10 +353,106 @@ fn statement_timeout_interrupts_a_request_in_flight_mid_transaction() {
         start.elapsed()
     );
     c.batch_execute("RESET statement_timeout").unwrap();
+    assert_another_writer_gets_through(&sqld);
     assert!(
         !sqld.table_exists("k"),
         "nothing of the interrupted transaction is visible"
     );
+    get_changes(&mut c, &slot, &[("url", &sqld.url())]).unwrap();
+    assert_exact(&mut c, &sqld);
+}
+
+/// Another writer of the Turso database gets through at once: no Turso transaction of pgturso
+/// is left open holding the write lock (sqld would keep it until the stream expires, about 10 s).
+fn assert_another_writer_gets_through(sqld: &Sqld) {
+    let start = Instant::now();
+    sqld.query("CREATE TABLE IF NOT EXISTS other_writer(x)");
+    sqld.query("INSERT INTO other_writer VALUES (1)");
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "the other writer waited {took:?} for Turso's write lock"
+    );
+}
+
+/// A request delayed past `timeout_ms` is resent at once; when the first attempt is delivered
+/// after all, after newer transactions of the same rows, Turso refuses it (the progress guard):
+/// no duplicate in the keyless table, no row brought back or overwritten, and the progress row
+/// does not move back, so later transactions still arrive.
+#[test]
+fn a_request_delivered_after_its_resend_and_newer_transactions_is_a_no_op() {
+    let sqld = Sqld::start("late", false);
+    let (mut c, slot) = setup("late");
+    c.batch_execute(
+        "INSERT INTO k VALUES (1, 'first', 1), (2, 'first', 2); INSERT INTO log VALUES (1, 'first');",
+    )
+    .unwrap();
+    c.batch_execute("UPDATE k SET v = 'second', n = n + 10; INSERT INTO log VALUES (2, 'second')")
+        .unwrap();
+    c.batch_execute("DELETE FROM k WHERE id = 2; UPDATE log SET v = 'third' WHERE n = 1")
+        .unwrap();
+    let landed = Arc::new(AtomicBool::new(false));
+    let flag = landed.clone();
+    // Request 0 reads progress, 1 the table shapes, 2 is the first transaction: held for 2 s,
+    // well past timeout_ms, then delivered anyway.
+    let proxy = Proxy::start(sqld.port, move |n| {
+        if n == 2 {
+            Action::Late(Duration::from_secs(2), flag.clone())
+        } else {
+            Action::Forward
+        }
+    });
+    let out = get_changes(
+        &mut c,
+        &slot,
+        &[
+            ("url", &proxy.url()),
+            ("timeout_ms", "500"),
+            ("retry_ms", "20000"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(out.len(), 3, "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !landed.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the delayed request was never delivered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_exact(&mut c, &sqld);
+    c.batch_execute("UPDATE k SET v = 'fourth'; INSERT INTO log VALUES (4, 'fourth')")
+        .unwrap();
+    get_changes(&mut c, &slot, &[("url", &sqld.url())]).unwrap();
+    assert_exact(&mut c, &sqld);
+}
+
+/// A Turso failure in the middle of a transaction that spans several requests: the ERROR rolls
+/// back the Turso transaction its first requests opened, at once.
+#[test]
+fn an_error_mid_transaction_releases_turso_at_once() {
+    let sqld = Sqld::start("midfail", false);
+    let (mut c, slot) = setup("midfail");
+    c.batch_execute("INSERT INTO k SELECT g, 'v', g FROM generate_series(1, 3000) g")
+        .unwrap();
+    // Request 2 opens the transaction's stream; its next part is refused for good.
+    let proxy = Proxy::start(sqld.port, |n| {
+        if n == 3 {
+            Action::Respond(400, "{\"error\":\"injected\"}".into())
+        } else {
+            Action::Forward
+        }
+    });
+    let err = get_changes(
+        &mut c,
+        &slot,
+        &[("url", &proxy.url()), ("max_request_records", "500")],
+    )
+    .unwrap_err();
+    assert!(db_error(&err).1.contains("HTTP 400"), "{err}");
+    assert_another_writer_gets_through(&sqld);
+    assert!(!sqld.table_exists("k"), "nothing of it is visible");
     get_changes(&mut c, &slot, &[("url", &sqld.url())]).unwrap();
     assert_exact(&mut c, &sqld);
 }

@@ -146,8 +146,15 @@ impl<T: Transport> Replicator<T> {
             return Ok(());
         }
         // Read the progress row now: once this transaction writes, Turso's single writer is
-        // this stream, and the commit must not wait on a request of its own.
-        self.applied()?;
+        // this stream, and the commit must not wait on a request of its own. A transaction that
+        // may be in Turso already (the progress row is past its start: it is decoded again
+        // because the slot did not advance) is never applied directly: whether Turso has it is
+        // known only at its commit, and applying it onto its own earlier result can fail (a key
+        // swap) or duplicate rows.
+        let first_lsn = self.streamed(xid).expect("added above").first_lsn;
+        if self.applied()?.is_some_and(|a| a >= first_lsn) {
+            return Ok(());
+        }
         let s = self.streamed(xid).expect("added above");
         s.direct = true;
         let lsn = s.first_lsn;
@@ -253,7 +260,12 @@ impl<T: Transport> Replicator<T> {
 
     /// COMMIT of the streamed transaction `xid` at `lsn`. Returns the output line when something
     /// was replicated.
-    pub fn stream_commit(&mut self, xid: u32, lsn: u64) -> Result<Option<String>, PgTursoError> {
+    pub fn stream_commit(
+        &mut self,
+        xid: u32,
+        lsn: u64,
+        commit_time: Option<i64>,
+    ) -> Result<Option<String>, PgTursoError> {
         let Some(i) = self.streams.iter().position(|s| s.xid == xid) else {
             return Ok(None);
         };
@@ -264,12 +276,18 @@ impl<T: Transport> Replicator<T> {
             }
             return Ok(None);
         }
-        if s.direct {
+        // A direct transaction whose first request Turso refused (its progress row was past the
+        // transaction's start) is decided at its commit like a spooled one.
+        if s.direct && self.txn.as_ref().is_some_and(|t| t.refused) {
+            self.abandon();
+        } else if s.direct {
             let txn = self
                 .txn
                 .as_mut()
                 .expect("a direct transaction has a Turso one");
             txn.lsn = lsn;
+            txn.xid = xid;
+            txn.commit_time = commit_time;
             txn.skip = None;
             if self.should_skip()? {
                 self.abandon();
@@ -279,7 +297,7 @@ impl<T: Transport> Replicator<T> {
         }
         // Like any transaction committing before one still being streamed (`begin` gives up that
         // one's Turso transaction); an initial copy's transactions were never spooled.
-        self.begin(lsn, xid)?;
+        self.begin_at(lsn, xid, commit_time)?;
         if self.should_skip()? {
             self.txn = None;
             return Ok(None);
@@ -317,15 +335,38 @@ impl<T: Transport> Replicator<T> {
         }
     }
 
-    /// Ends the decoding session: a streamed transaction's Turso transaction is rolled back now
-    /// rather than left to expire (it holds Turso's write lock until then).
+    /// Ends the decoding session, normally or by an error: an open Turso transaction (a streamed
+    /// transaction's, or one that spans several requests and was cut short by an error) is
+    /// rolled back now rather than left to expire, since it holds Turso's write lock until then.
     pub fn close(&mut self) {
         self.demote();
+        self.abandon();
         self.streams.clear();
     }
 
-    /// Rolls back and closes the current Turso transaction's stream. Best effort: if this fails,
-    /// sqld rolls the stream back when it expires.
+    /// After an ERROR ends the decoding session: rolls back the open Turso transaction, if any,
+    /// without waiting for a request in flight (it may hang: rolling back with the baton that
+    /// request continues works as long as Turso has not seen it), so Turso's write lock is freed
+    /// at once instead of when sqld expires the stream.
+    pub fn abort(&mut self) {
+        self.streams.clear();
+        let Some(mut txn) = self.txn.take() else {
+            return;
+        };
+        let stream = match txn.pending_request.take() {
+            Some(p) => p.request.baton.map(|baton| Stream {
+                baton,
+                base_url: p.base,
+            }),
+            None => txn.stream.take(),
+        };
+        if let Some(stream) = stream {
+            self.rollback_stream(stream);
+        }
+    }
+
+    /// Rolls back and closes the current Turso transaction's stream (best effort, see
+    /// [`Replicator::rollback_stream`]).
     fn abandon(&mut self) {
         let Some(mut txn) = self.txn.take() else {
             return;
@@ -342,11 +383,7 @@ impl<T: Transport> Replicator<T> {
             None => txn.stream.take(),
         };
         if let Some(stream) = stream {
-            let req = PipelineRequest {
-                baton: Some(stream.baton),
-                requests: vec![hrana::query("ROLLBACK", vec![]), StreamRequest::Close],
-            };
-            let _ = self.transport.pipeline(stream.base_url.as_deref(), &req);
+            self.rollback_stream(stream);
         }
     }
 }

@@ -19,8 +19,16 @@ struct Fake {
     /// Batch requests to answer with this HTTP status instead of applying them.
     status: Option<(u16, usize)>,
     pauses: usize,
+    /// Batches the progress guard refused.
+    refused: usize,
+    /// Batch requests to answer with SQLITE_BUSY at their first step.
+    busy: usize,
     /// Answer the JSON rows probe with an error, like a server without `json_each`/`unhex`.
     no_json: bool,
+    /// Progress to move to right after the progress row was read (another attempt landed).
+    progress_after_read: Option<i64>,
+    /// The xid the progress row names, if any.
+    progress_xid: Option<i64>,
 }
 
 fn is_batch(body: &Json) -> bool {
@@ -66,10 +74,28 @@ impl Transport for &mut Fake {
                         r["stmt"]["sql"].as_str().unwrap().starts_with("SELECT"),
                         self.progress,
                     ) {
-                        (true, Some(p)) => json!([[{"type": "integer", "value": p.to_string()}]]),
+                        (true, Some(p)) => {
+                            let xid = match self.progress_xid {
+                                Some(x) => json!({"type": "integer", "value": x.to_string()}),
+                                None => json!({"type": "null"}),
+                            };
+                            json!([[{"type": "integer", "value": p.to_string()}, xid, {"type": "null"}]])
+                        }
                         _ => json!([]),
                     };
+                    if r["stmt"]["sql"].as_str().unwrap().starts_with("SELECT") {
+                        if let Some(p) = self.progress_after_read.take() {
+                            self.progress = Some(p);
+                        }
+                    }
                     results.push(json!({"type": "ok", "response": {"type": "execute", "result": {"cols": [], "rows": rows, "affected_row_count": 0}}}));
+                }
+                "batch" if self.busy > 0 => {
+                    self.busy -= 1;
+                    let n = r["batch"]["steps"].as_array().unwrap().len();
+                    let mut errs = vec![Json::Null; n];
+                    errs[0] = json!({"message": "SQLite error: database is locked", "code": "SQLITE_BUSY"});
+                    results.push(json!({"type": "ok", "response": {"type": "batch", "result": {"step_results": vec![Json::Null; n], "step_errors": errs}}}));
                 }
                 "batch" => {
                     let mut res = vec![];
@@ -77,9 +103,24 @@ impl Transport for &mut Fake {
                     let mut failed = false;
                     for step in r["batch"]["steps"].as_array().unwrap() {
                         let sql = step["stmt"]["sql"].as_str().unwrap();
-                        if sql.contains("_pgturso_progress") && !failed {
+                        let lsn_arg = || -> i64 {
                             let lsn = step["stmt"]["args"][2]["value"].as_str().unwrap();
-                            self.progress = Some(lsn.parse().unwrap());
+                            lsn.parse().unwrap()
+                        };
+                        // The progress guard fails when the progress row has reached its LSN.
+                        if sql.starts_with("UPDATE \"_pgturso_progress\"")
+                            && !failed
+                            && self.progress.is_some_and(|p| p >= lsn_arg())
+                        {
+                            failed = true;
+                            self.refused += 1;
+                            res.push(Json::Null);
+                            errs.push(json!({"message": "SQLite error: NOT NULL constraint failed: _pgturso_progress.lsn", "code": "SQLITE_CONSTRAINT_NOTNULL"}));
+                            continue;
+                        }
+                        if sql.starts_with("INSERT INTO \"_pgturso_progress\"") && !failed {
+                            // Forward only, like the real upsert.
+                            self.progress = Some(self.progress.unwrap_or(0).max(lsn_arg()));
                         }
                         let is_rollback = sql == "ROLLBACK";
                         if failed && !is_rollback {
@@ -175,21 +216,27 @@ fn txns(fake: &Fake) -> Vec<(Option<String>, Json)> {
         .collect()
 }
 
-/// The steps of a batch, schema bookkeeping left out.
-fn steps(req: &Json) -> Vec<Json> {
+/// Every step of a batch.
+fn all_steps(req: &Json) -> Vec<Json> {
     req["requests"][0]["batch"]["steps"]
         .as_array()
         .unwrap()
-        .iter()
+        .to_vec()
+}
+
+/// The steps of a batch, schema bookkeeping and the progress guard left out (tests of the
+/// guard read `all_steps`).
+fn steps(req: &Json) -> Vec<Json> {
+    all_steps(req)
+        .into_iter()
         .filter(|s| {
-            !s["stmt"]["sql"]
-                .as_str()
-                .unwrap()
-                .contains("_pgturso_schema")
+            let sql = s["stmt"]["sql"].as_str().unwrap();
+            !sql.contains("_pgturso_schema") && !sql.starts_with(GUARD_PREFIX)
         })
-        .cloned()
         .collect()
 }
+
+const GUARD_PREFIX: &str = "UPDATE \"_pgturso_progress\" SET \"lsn\" = NULL";
 
 /// The steps of the first transaction that insert into table "t".
 fn insert_steps(fake: &Fake) -> Vec<Json> {
@@ -582,7 +629,7 @@ fn batches(fake: &Fake) -> usize {
 }
 
 #[test]
-fn a_lost_commit_response_is_resolved_from_progress_not_resent() {
+fn a_lost_commit_response_is_resent_and_the_guard_refuses_the_second_copy() {
     let mut fake = Fake {
         lose: 1,
         ..Default::default()
@@ -592,17 +639,99 @@ fn a_lost_commit_response_is_resolved_from_progress_not_resent() {
     r.change(&table(), insert(1)).unwrap();
     assert!(r.commit().unwrap().is_some(), "the call succeeds");
     drop(r);
-    assert_eq!(
-        batches(&fake),
-        1,
-        "the committed transaction is not sent again"
-    );
-    assert_eq!(
-        fake.requests.len(),
-        4,
-        "progress read, schema read, transaction, progress re-read"
-    );
+    assert_eq!(batches(&fake), 2, "the transaction is sent again");
+    assert_eq!(fake.refused, 1, "and Turso's guard refuses the copy");
+    assert_eq!(fake.progress, Some(0x100));
     assert_eq!(fake.pauses, 1);
+}
+
+/// Replicates one transaction (LSN 0x100) of `rows` inserts in requests of two records.
+fn two_record_requests(fake: &mut Fake, rows: i64) -> Option<String> {
+    let limits = Limits {
+        max_records: 2,
+        ..Limits::default()
+    };
+    let mut r = Replicator::new(fake, "sys".into(), "slot".into(), limits);
+    r.begin(0x100, 1).unwrap();
+    for i in 0..rows {
+        r.change(&table(), insert(i)).unwrap();
+    }
+    r.commit().unwrap()
+}
+
+#[test]
+fn every_first_request_is_guarded_and_progress_only_moves_forward() {
+    let mut fake = Fake {
+        progress: Some(0x50),
+        ..Default::default()
+    };
+    assert!(two_record_requests(&mut fake, 5).is_some());
+    let txns = txns(&fake);
+    assert!(txns.len() > 1, "the transaction spans requests");
+    let first = all_steps(&txns[0].1);
+    assert_eq!(first[0]["stmt"]["sql"], "BEGIN");
+    let guard = first[1]["stmt"]["sql"].as_str().unwrap();
+    assert!(
+        guard.starts_with(GUARD_PREFIX),
+        "the guard comes first: {guard}"
+    );
+    assert_eq!(first[1]["stmt"]["args"][2]["value"], "256");
+    for (_, later) in &txns[1..] {
+        assert!(
+            !all_steps(later)
+                .iter()
+                .any(|s| s["stmt"]["sql"].as_str().unwrap().starts_with("UPDATE")),
+            "only the first request holds the guard"
+        );
+    }
+    let last = all_steps(&txns.last().unwrap().1);
+    let upsert = last
+        .iter()
+        .map(|s| s["stmt"]["sql"].as_str().unwrap())
+        .find(|s| s.starts_with("INSERT INTO \"_pgturso_progress\""))
+        .unwrap();
+    assert!(
+        upsert.ends_with("WHERE excluded.\"lsn\" > \"_pgturso_progress\".\"lsn\""),
+        "{upsert}"
+    );
+}
+
+#[test]
+fn a_transaction_turso_has_already_is_refused_and_its_stream_rolled_back() {
+    // The progress row is read as 0x50, but Turso moves on to 0x100 before the transaction's
+    // first request arrives (an earlier, late attempt of it landed meanwhile).
+    let mut fake = Fake {
+        progress: Some(0x50),
+        progress_after_read: Some(0x100),
+        ..Default::default()
+    };
+    assert!(
+        two_record_requests(&mut fake, 6).is_none(),
+        "nothing replicated"
+    );
+    assert_eq!(fake.refused, 1);
+    assert_eq!(batches(&fake), 1, "nothing more was sent after the refusal");
+    let last = &fake.requests.last().unwrap().1;
+    assert_eq!(last["requests"][0]["stmt"]["sql"], "ROLLBACK");
+    assert_eq!(last["requests"][1]["type"], "close");
+    assert_eq!(fake.progress, Some(0x100));
+}
+
+#[test]
+fn a_busy_database_is_retried() {
+    let mut fake = Fake {
+        fail_sql: None,
+        ..Default::default()
+    };
+    fake.busy = 2;
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
+    r.begin(0x100, 1).unwrap();
+    r.change(&table(), insert(1)).unwrap();
+    assert!(r.commit().unwrap().is_some());
+    drop(r);
+    assert_eq!(batches(&fake), 3, "two busy answers, then applied");
+    assert_eq!(fake.pauses, 2);
+    assert_eq!(fake.progress, Some(0x100));
 }
 
 #[test]
@@ -860,3 +989,54 @@ fn an_idle_stream_is_kept_open() {
 }
 
 mod streaming;
+
+fn diverged_after(commit_at: CommitAt, confirmed: u64) -> Result<Option<String>, PgTursoError> {
+    let mut fake = Fake {
+        progress: Some(0x100),
+        progress_xid: Some(5),
+        ..Default::default()
+    };
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default())
+        .with_history(confirmed, commit_at);
+    r.begin(0x180, 6)?;
+    r.change(&table(), insert(1))?;
+    r.commit()
+}
+
+#[test]
+fn progress_past_the_slot_without_its_commit_in_the_wal_is_a_divergence() {
+    let err = diverged_after(|_| None, 0x80).unwrap_err();
+    assert!(matches!(err, PgTursoError::Diverged { .. }), "{err}");
+    assert_eq!(
+        err.sqlstate(),
+        pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+    );
+    let detail = err.detail().unwrap();
+    assert!(
+        detail.contains("no transaction committing at 0/100"),
+        "{detail}"
+    );
+    assert!(err.hint().unwrap().contains("turso_"), "{:?}", err.hint());
+}
+
+#[test]
+fn another_transaction_at_the_progress_lsn_is_a_divergence() {
+    let err = diverged_after(|_| Some((9, 0)), 0x80).unwrap_err();
+    assert!(
+        err.detail()
+            .unwrap()
+            .contains("xid 9, where Turso has xid 5"),
+        "{:?}",
+        err.detail()
+    );
+}
+
+#[test]
+fn progress_matching_the_wal_or_behind_the_slot_is_trusted() {
+    assert!(diverged_after(|lsn| (lsn == 0x100).then_some((5, 0)), 0x80)
+        .unwrap()
+        .is_some());
+    assert!(diverged_after(|_| panic!("not read below the slot"), 0x200)
+        .unwrap()
+        .is_some());
+}

@@ -20,6 +20,9 @@ pub enum Action {
     Respond(u16, String),
     /// Wait, then forward.
     Delay(Duration),
+    /// Wait, forward (the client has usually given up by then), then raise the flag: a request
+    /// delivered late, as behind a proxy that answered 504 while sqld kept working.
+    Late(Duration, Arc<AtomicBool>),
     /// Forward with the request body rewritten by this function (content-length fixed), to play
     /// a server that lacks something sqld has.
     Rewrite(fn(&str) -> String),
@@ -88,6 +91,12 @@ fn serve(
             Action::Delay(d) => {
                 std::thread::sleep(d);
                 forward(upstream, &request)
+            }
+            Action::Late(d, landed) => {
+                std::thread::sleep(d);
+                let reply = forward(upstream, &request);
+                landed.store(true, Ordering::SeqCst);
+                reply
             }
             Action::Forward => forward(upstream, &request),
             Action::Rewrite(f) => forward(upstream, &rewrite_body(&request, f)),
