@@ -114,7 +114,7 @@ BEGIN
         -- The copy's snapshot is taken after the slot's consistent point, so every transaction is
         -- in the copy or decoded later; the decoding skips those the copy's snapshot saw.
         SELECT s.rows, s.snapshot INTO n, snap
-          FROM pgturso._sync_rows(tbl, c.url, c.token, true, NULL, format('SELECT * FROM %s', tbl::text)) s;
+          FROM pgturso._sync_rows(tbl, c.url, c.token, true, NULL, format('SELECT * FROM %s', tbl::text), slot) s;
         INSERT INTO pgturso.replications AS r (name, relid, kind, slot, synced, copy_snapshot)
         VALUES (pgturso._qualified(tbl), tbl, 'table', slot, true, snap)
         ON CONFLICT (relid) DO UPDATE SET synced = true, copy_snapshot = excluded.copy_snapshot;

@@ -2,7 +2,8 @@
 //!
 //! `pgturso._sync_rows` streams the rows of queries over one relation into ONE Turso transaction:
 //! optionally emptying the Turso table first (initial copy, view without unique key), then
-//! deleting by key the rows of `delete_query` and upserting the rows of `upsert_query` (view diffs).
+//! deleting by key the rows of `delete_query` and upserting the rows of `upsert_query` (view diffs),
+//! and, for the initial copy of a new slot, deleting that slot's progress row.
 //! Rows are read through an SPI cursor in batches, so memory stays bounded for any size.
 
 use pgrx::prelude::*;
@@ -37,6 +38,7 @@ mod pgturso {
         replace: bool,
         delete_query: Option<&str>,
         upsert_query: &str,
+        reset_slot: default!(Option<&str>, "NULL"),
     ) -> TableIterator<'static, (name!(rows, i64), name!(snapshot, String))> {
         let token = token.filter(|t| !t.is_empty());
         let secrets: Vec<&str> = token.into_iter().collect();
@@ -67,6 +69,9 @@ mod pgturso {
             let table = &info.table;
             let mut sent = 0i64;
             r.begin_untracked();
+            if let Some(slot) = reset_slot {
+                r.reset_progress(slot)?;
+            }
             if replace {
                 r.truncate(std::slice::from_ref(table))?;
             }

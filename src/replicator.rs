@@ -258,6 +258,17 @@ impl<T: Transport> Replicator<T> {
         self.start(0, false);
     }
 
+    /// In an untracked transaction (an initial copy for a new slot): deletes `slot`'s progress
+    /// row when the transaction commits, so that the new slot's history starts with the copy and
+    /// a row left by an earlier slot of that name (or by this server before a restore) is not
+    /// read as progress of the new one.
+    pub fn reset_progress(&mut self, slot: &str) -> Result<(), PgTursoError> {
+        for stmt in progress_reset(&self.system_id, slot) {
+            self.push(stmt)?;
+        }
+        Ok(())
+    }
+
     fn start(&mut self, lsn: u64, tracked: bool) {
         self.txn = Some(Txn {
             lsn,
@@ -671,6 +682,12 @@ impl<T: Transport> Replicator<T> {
             return Ok(true);
         };
         let (lsn, tracked) = (txn.lsn, txn.tracked);
+        // Until the answer is in, the stream is the one the request continues: if waiting for
+        // it raises (a cancel), [`Replicator::abort`] rolls that stream back with this baton.
+        txn.stream = p.request.baton.clone().map(|baton| Stream {
+            baton,
+            base_url: p.base.clone(),
+        });
         let wrap = |source| wrap_error(tracked, lsn, source);
         let resp = match self.transport.finish(p.in_flight) {
             Ok(resp) if !(p.standalone && busy(&resp)) => resp,
@@ -999,7 +1016,7 @@ fn progress_upsert(system_id: &str, slot: &str, p: &Progress) -> Stmt {
 }
 
 /// Deletes a slot's progress row: an initial copy made for a new slot starts its history anew.
-pub fn progress_reset(system_id: &str, slot: &str) -> Vec<Stmt> {
+fn progress_reset(system_id: &str, slot: &str) -> Vec<Stmt> {
     vec![
         Stmt::new(progress_ddl(), vec![]),
         Stmt::new(

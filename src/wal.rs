@@ -2,7 +2,27 @@
 //! whether the transaction Turso's progress row names is one this server committed (see
 //! `Replicator::with_history`).
 
+use std::ffi::{c_char, c_int};
+
 use pgrx::pg_sys;
+
+// PostgreSQL's own page reader and segment callbacks, by their C symbols: the reader calls them
+// from C (pgrx's wrappers of these names are Rust functions).
+extern "C-unwind" {
+    fn read_local_xlog_page_no_wait(
+        state: *mut pg_sys::XLogReaderState,
+        target_page: pg_sys::XLogRecPtr,
+        req_len: c_int,
+        target_rec: pg_sys::XLogRecPtr,
+        cur_page: *mut c_char,
+    ) -> c_int;
+    fn wal_segment_open(
+        state: *mut pg_sys::XLogReaderState,
+        next_seg: pg_sys::XLogSegNo,
+        tli: *mut pg_sys::TimeLineID,
+    );
+    fn wal_segment_close(state: *mut pg_sys::XLogReaderState);
+}
 
 /// The transaction whose commit record starts exactly at `lsn` in this server's WAL, as
 /// (xid, commit time); `None` when there is no commit record there (another record, the middle
@@ -10,22 +30,28 @@ use pgrx::pg_sys;
 pub fn commit_at(lsn: u64) -> Option<(u32, i64)> {
     // SAFETY: a private WAL reader over the local WAL, freed before returning (on an ERROR it
     // stays in the current memory context, which PostgreSQL frees). Only flushed WAL is read,
-    // so read_local_xlog_page never waits.
+    // with the page reader that never waits. The routine is what PostgreSQL's
+    // LocalXLogReaderRoutine() macro builds; XLogReaderAllocate copies it.
     unsafe {
         if lsn == 0 || lsn >= pg_sys::GetFlushRecPtr(std::ptr::null_mut()) {
             return None;
         }
+        let mut routine = pg_sys::XLogReaderRoutine {
+            page_read: Some(read_local_xlog_page_no_wait),
+            segment_open: Some(wal_segment_open),
+            segment_close: Some(wal_segment_close),
+        };
         let reader = pg_sys::XLogReaderAllocate(
             pg_sys::wal_segment_size,
             std::ptr::null(),
-            pg_sys::LocalXLogReaderRoutine(),
+            &mut routine,
             std::ptr::null_mut(),
         );
         if reader.is_null() {
             return None;
         }
         pg_sys::XLogBeginRead(reader, lsn);
-        let mut errormsg: *mut std::ffi::c_char = std::ptr::null_mut();
+        let mut errormsg: *mut c_char = std::ptr::null_mut();
         let header = pg_sys::XLogReadRecord(reader, &mut errormsg);
         let found = if header.is_null() || (*reader).ReadRecPtr != lsn {
             None

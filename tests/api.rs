@@ -431,6 +431,51 @@ fn a_renamed_table_keeps_its_slot_and_is_not_copied_again() {
     assert!(!sqld.table_exists("t"), "the Turso table was renamed");
 }
 
+/// A progress row left in Turso by an earlier life of the table's slot (a restore from backup, a
+/// slot name used before) is reset by the initial copy for the new slot, so the new slot's
+/// transactions are not skipped as if Turso had them.
+#[test]
+fn the_initial_copy_of_a_new_slot_resets_the_progress_row_it_owns() {
+    let sqld = Sqld::start("reset", false);
+    let mut c = pg().fresh_db("reset");
+    credentials(&mut c, &sqld);
+    c.batch_execute(
+        "CREATE EXTENSION pgturso;
+         CREATE TABLE t(id int primary key, v text);
+         INSERT INTO t SELECT g, 'v' FROM generate_series(1, 10) g;",
+    )
+    .unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('t')").unwrap(),
+        "10"
+    );
+    c.batch_execute("INSERT INTO t VALUES (11, 'w')").unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('t')").unwrap(),
+        "1"
+    );
+    // The row as an earlier life of the slot name left it: far ahead of this server's WAL.
+    sqld.query(
+        "UPDATE _pgturso_progress SET lsn = lsn + 1000000000000, xid = NULL, commit_time = NULL",
+    );
+    c.batch_execute(
+        "SELECT turso_unschedule('t', drop_slot => true); INSERT INTO t VALUES (12, 'x')",
+    )
+    .unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('t')").unwrap(),
+        "12",
+        "copied again"
+    );
+    c.batch_execute("INSERT INTO t VALUES (13, 'y')").unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('t')").unwrap(),
+        "1",
+        "the new slot's transaction is replicated, not skipped"
+    );
+    assert_eq!(count(&sqld, "t"), 13);
+}
+
 /// The README's least-privilege role, used for real: a non-superuser replicates through the SQL
 /// API, another role cannot read the token, and at debug5 the token never reaches the log.
 #[test]

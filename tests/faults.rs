@@ -234,17 +234,24 @@ fn randomized_rounds_of_faults_end_in_an_exact_mirror() {
     let rng = Arc::new(AtomicU64::new(seed));
     // Fault probability in percent, per request.
     let rate = Arc::new(AtomicU32::new(0));
-    let (prng, prate) = (rng.clone(), rate.clone());
+    // Requests held past timeout_ms and delivered anyway: each raises its flag once delivered.
+    let late: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+    let (prng, prate, plate) = (rng.clone(), rate.clone(), late.clone());
     let proxy = Proxy::start(sqld.port, move |_| {
         if (next(&prng) % 100) as u32 >= prate.load(Ordering::SeqCst) {
             return Action::Forward;
         }
-        match next(&prng) % 6 {
+        match next(&prng) % 7 {
             0 => Action::Close,
             1 => Action::Respond(500, "{\"error\":\"injected\"}".into()),
             2 => Action::Respond(429, "{}".into()),
             3 => Action::ForwardThenDrop,
             4 => Action::Delay(Duration::from_millis(50)),
+            5 => {
+                let landed = Arc::new(AtomicBool::new(false));
+                plate.lock().unwrap().push(landed.clone());
+                Action::Late(Duration::from_millis(2500 + next(&prng) % 1500), landed)
+            }
             _ => Action::Respond(503, "{}".into()),
         }
     });
@@ -291,14 +298,25 @@ fn randomized_rounds_of_faults_end_in_an_exact_mirror() {
         let records = (50 + next(&rng) % 500).to_string();
         let mut done = false;
         for attempt in 0..8 {
-            rate.store(if attempt < 6 { 35 } else { 0 }, Ordering::SeqCst);
+            let faults = attempt < 6;
+            rate.store(if faults { 35 } else { 0 }, Ordering::SeqCst);
+            // A late first request of a multi-request transaction opens a Turso transaction
+            // that nobody continues; sqld holds its write lock until the stream expires (about
+            // 10 s), and requests wait behind it in sqld. The fault-free attempts wait and retry
+            // long enough to ride that out.
+            let (retry, timeout) = if faults {
+                ("1500", "2000")
+            } else {
+                ("30000", "30000")
+            };
             match get_changes(
                 &mut c,
                 &slot,
                 &[
                     ("url", &proxy.url()),
                     ("max_request_records", &records),
-                    ("retry_ms", "1500"),
+                    ("retry_ms", retry),
+                    ("timeout_ms", timeout),
                 ],
             ) {
                 Ok(_) => {
@@ -308,19 +326,41 @@ fn randomized_rounds_of_faults_end_in_an_exact_mirror() {
                 Err(e) => {
                     failures += 1;
                     let (code, msg, _, _) = db_error(&e);
-                    assert!(code.starts_with("08"), "unexpected error {code}: {msg}");
+                    eprintln!("round {round} attempt {attempt}: {code} {msg}");
+                    // 55P03: Turso's write lock held by a late request's orphaned stream.
+                    assert!(
+                        code.starts_with("08") || code == "55P03",
+                        "unexpected error {code}: {msg}"
+                    );
                 }
             }
         }
         assert!(done, "round {round}: no call succeeded");
         rate.store(0, Ordering::SeqCst);
+        // Every late request has reached sqld (and was a no-op) before Turso is compared.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while late
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| !l.load(Ordering::SeqCst))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "a late request was never delivered"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert_exact(&mut c, &sqld);
         eprintln!(
             "randomized faults: round {} of {rounds} exact ({failures} failed calls so far)",
             round + 1
         );
     }
-    eprintln!("randomized faults: {rounds} rounds, {failures} failed calls, 0 mismatches");
+    let late = late.lock().unwrap().len();
+    eprintln!(
+        "randomized faults: {rounds} rounds, {failures} failed calls, {late} late deliveries, 0 mismatches"
+    );
 }
 
 #[test]

@@ -200,6 +200,36 @@ impl Pg {
         self.connect(name)
     }
 
+    /// Stops the cluster (fast shutdown: a clean checkpoint, like before a file-level backup).
+    pub fn stop(&self) {
+        run(as_pg_user(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-w", "-t", "60", "-m", "fast", "stop"]));
+    }
+
+    /// Starts the cluster stopped by [`Pg::stop`] again, on the same port.
+    pub fn start(&self) {
+        run(as_pg_user(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&self.log)
+            .args(["-w", "-t", "60", "start"])
+            .env_remove("RUST_BACKTRACE"));
+    }
+
+    /// Copies the (stopped) cluster's data directory to `to`, owner and modes kept.
+    pub fn copy_data(&self, to: &Path) {
+        run(Command::new("cp").arg("-a").arg(&self.data).arg(to));
+    }
+
+    /// Replaces the (stopped) cluster's data directory with the copy at `from`.
+    pub fn restore_data(&self, from: &Path) {
+        run(Command::new("rm").arg("-rf").arg(&self.data));
+        run(Command::new("cp").arg("-a").arg(from).arg(&self.data));
+    }
+
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
