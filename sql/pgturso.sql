@@ -17,25 +17,42 @@ CREATE TABLE pgturso.replications (
     last_run    timestamptz,
     last_status text,
     last_error  text,
-    last_rows   bigint
+    last_rows   bigint,
+    url_fn      oid,                -- turso_url() and turso_token() as found when the replication
+    token_fn    oid                 -- was created: later runs call these, whatever the search_path
 );
 REVOKE ALL ON pgturso.replications FROM PUBLIC;
 
--- URL and token from the user's functions, with a clear error when they are missing.
-CREATE FUNCTION pgturso._credentials(OUT url text, OUT token text)
+-- URL and token from the user's functions, with a clear error when they are missing. For an
+-- existing replication, the functions recorded at its creation are called by OID (schema-qualified),
+-- so a function of the same name earlier on a later caller's search_path (a scheduled job runs as
+-- its owner, often a superuser) cannot redirect the data or the token. The first run resolves them
+-- through the creator's search_path, and they are recorded with the replication.
+CREATE FUNCTION pgturso._credentials(rel regclass DEFAULT NULL, OUT url text, OUT token text,
+                                     OUT url_fn oid, OUT token_fn oid)
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF to_regprocedure('turso_url()') IS NULL THEN
+    IF rel IS NOT NULL THEN
+        SELECT r.url_fn, r.token_fn INTO url_fn, token_fn FROM pgturso.replications r WHERE r.relid = rel;
+    END IF;
+    IF url_fn IS NULL THEN
+        url_fn := to_regprocedure('turso_url()');
+    END IF;
+    IF url_fn IS NULL THEN
         RAISE EXCEPTION 'function turso_url() does not exist'
             USING ERRCODE = 'undefined_function',
                   HINT = 'Create it, returning your Turso database URL: CREATE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $f$ SELECT ''http://127.0.0.1:8080/'' $f$;';
     END IF;
-    IF to_regprocedure('turso_token()') IS NULL THEN
+    IF token_fn IS NULL THEN
+        token_fn := to_regprocedure('turso_token()');
+    END IF;
+    IF token_fn IS NULL THEN
         RAISE EXCEPTION 'function turso_token() does not exist'
             USING ERRCODE = 'undefined_function',
                   HINT = 'Create it, returning your Turso token (an empty string for a server without auth): CREATE FUNCTION turso_token() RETURNS text LANGUAGE sql AS $f$ SELECT ''<token>'' $f$;';
     END IF;
-    EXECUTE 'SELECT turso_url()::text, turso_token()::text' INTO url, token;
+    url := pgturso._call_text(url_fn, 'turso_url()', rel);
+    token := pgturso._call_text(token_fn, 'turso_token()', rel);
     IF url IS NULL OR url = '' THEN
         RAISE EXCEPTION 'turso_url() returned no URL'
             USING ERRCODE = 'invalid_parameter_value',
@@ -44,7 +61,37 @@ BEGIN
     token := coalesce(token, '');
 END
 $$;
-REVOKE ALL ON FUNCTION pgturso._credentials() FROM PUBLIC;
+
+-- Calls the argument-less text function fn by its schema-qualified name.
+CREATE FUNCTION pgturso._call_text(fn oid, what text, rel regclass) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    q text;
+    out text;
+BEGIN
+    SELECT format('SELECT %I.%I()::text', n.nspname, p.proname) INTO q
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE p.oid = fn AND p.pronargs = 0;
+    IF q IS NULL THEN
+        RAISE EXCEPTION 'the function % recorded for the replication of % no longer exists', what, rel
+            USING ERRCODE = 'undefined_function',
+                  HINT = format('It was dropped after the replication was created (CREATE OR REPLACE keeps it; DROP and CREATE make a new one). As the owner of pgturso.replications, record the new one: UPDATE pgturso.replications SET %s = ''schema.%s''::regprocedure WHERE relid = %s.',
+                                CASE WHEN what = 'turso_url()' THEN 'url_fn' ELSE 'token_fn' END, what, rel::oid);
+    END IF;
+    EXECUTE q INTO out;
+    RETURN out;
+END
+$$;
+REVOKE ALL ON FUNCTION pgturso._call_text(oid, text, regclass) FROM PUBLIC;
+
+-- Records the credential functions a replication's first run used.
+CREATE FUNCTION pgturso._pin_credentials(rel regclass, p_url_fn oid, p_token_fn oid) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE pgturso.replications r SET url_fn = p_url_fn, token_fn = p_token_fn
+     WHERE r.relid = rel AND (r.url_fn IS NULL OR r.token_fn IS NULL)
+$$;
+REVOKE ALL ON FUNCTION pgturso._pin_credentials(regclass, oid, oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgturso._credentials(regclass) FROM PUBLIC;
 
 CREATE FUNCTION pgturso._qualified(rel regclass) RETURNS text
 LANGUAGE sql STABLE AS $$
@@ -84,6 +131,18 @@ LANGUAGE sql AS $$
             last_rows = excluded.last_rows, copy_snapshot = NULL
 $$;
 
+-- Waits until every transaction older than this one (xid mine, assigned for this) has ended.
+-- Each evaluation of the condition takes a new snapshot, whose xmin leaves out this backend's
+-- own transaction. Interruptible.
+CREATE FUNCTION pgturso._wait_for_older(mine xid8) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    WHILE pg_snapshot_xmin(pg_current_snapshot()) < mine LOOP
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+
 -- Replicates the pending changes of one table now. The first call creates the table's slot and
 -- copies the rows that already exist (initial sync), consistent with the slot. Returns the
 -- number of transactions (or, on the first call, copied rows plus transactions) replicated.
@@ -97,7 +156,7 @@ DECLARE
     n bigint := 0;
 BEGIN
     PERFORM pgturso._require_kind(tbl, 'table');
-    SELECT * INTO c FROM pgturso._credentials();
+    SELECT * INTO c FROM pgturso._credentials(tbl);
     SELECT r.synced, r.copy_snapshot INTO synced, snap FROM pgturso.replications r WHERE r.relid = tbl;
     IF NOT coalesce(synced, false) THEN
         IF current_setting('transaction_isolation') <> 'read committed' THEN
@@ -111,6 +170,12 @@ BEGIN
             PERFORM pg_drop_replication_slot(slot);
         END IF;
         PERFORM pg_create_logical_replication_slot(slot, 'pgturso');
+        -- A transaction whose commit record precedes the slot's consistent point is not decoded,
+        -- and while it is still in the ProcArray (waiting for a synchronous standby, say) a
+        -- snapshot taken now would not see it either (nor list it: its xid can be past the
+        -- snapshot's xmax). Every transaction running now is older than an xid taken now: wait
+        -- until they have all ended, so the copy's snapshot sees every one that committed.
+        PERFORM pgturso._wait_for_older(pg_current_xact_id());
         -- The copy's snapshot is taken after the slot's consistent point, so every transaction is
         -- in the copy or decoded later; the decoding skips those the copy's snapshot saw.
         SELECT s.rows, s.snapshot INTO n, snap
@@ -127,6 +192,7 @@ BEGIN
                      'url', c.url, 'auth', c.token, 'table_name', pgturso._qualified(tbl)));
     END IF;
     PERFORM pgturso._record(tbl, 'table', n);
+    PERFORM pgturso._pin_credentials(tbl, c.url_fn, c.token_fn);
     RETURN n;
 END
 $$;
@@ -156,7 +222,7 @@ DECLARE
     n bigint;
 BEGIN
     PERFORM pgturso._require_kind(mv, 'mv');
-    SELECT * INTO c FROM pgturso._credentials();
+    SELECT * INTO c FROM pgturso._credentials(mv);
     IF key IS NOT NULL AND (SELECT relispopulated FROM pg_class WHERE oid = mv) THEN
         EXECUTE format('REFRESH MATERIALIZED VIEW CONCURRENTLY %s', mv::text);
     ELSE
@@ -186,6 +252,7 @@ BEGIN
         EXECUTE format('INSERT INTO %s SELECT * FROM %s', shadow, mv::text);
     END IF;
     PERFORM pgturso._record(mv, 'mv', n);
+    PERFORM pgturso._pin_credentials(mv, c.url_fn, c.token_fn);
     RETURN n;
 END
 $$;
@@ -295,7 +362,7 @@ DECLARE
     jobid bigint;
 BEGIN
     PERFORM pgturso._require_kind(rel, kind);
-    PERFORM pgturso._credentials();
+    PERFORM pgturso._credentials(rel);
     SELECT * INTO r FROM pgturso.replications p WHERE p.relid = rel;
     IF FOUND AND r.active AND r.schedule = schedule AND r.cron_jobid IS NOT NULL THEN
         RETURN r.cron_jobid;   -- already scheduled: no second slot, no second job

@@ -161,18 +161,38 @@ fn block_signals() {
     }
 }
 
+/// Runs `f` with every signal blocked on the calling thread, then restores its mask: a thread
+/// created inside inherits the blocked mask from its first instruction, so no PostgreSQL signal
+/// can be delivered to it before its own start hook runs.
+fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: plain libc calls on local signal sets for the calling thread.
+    let old = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    };
+    let out = f();
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    out
+}
+
 fn runtime() -> Result<&'static tokio::runtime::Runtime, ClientError> {
     if let Some(rt) = RUNTIME.get() {
         return Ok(rt);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("pgturso-io")
-        .on_thread_start(block_signals)
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| ClientError::Protocol(format!("could not start the I/O runtime: {e}")))?;
+    let rt = with_signals_blocked(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("pgturso-io")
+            .on_thread_start(block_signals)
+            .enable_io()
+            .enable_time()
+            .build()
+    })
+    .map_err(|e| ClientError::Protocol(format!("could not start the I/O runtime: {e}")))?;
     Ok(RUNTIME.get_or_init(|| rt))
 }
 
@@ -386,6 +406,37 @@ impl Transport for HttpTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The signals blocked on the calling thread right now.
+    fn blocked_now() -> libc::sigset_t {
+        // SAFETY: reads the calling thread's mask into a local set.
+        unsafe {
+            let mut cur: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut cur);
+            cur
+        }
+    }
+
+    #[test]
+    fn threads_created_with_signals_blocked_start_blocked_and_the_caller_gets_its_mask_back() {
+        let is_blocked = |set: &libc::sigset_t, sig| {
+            // SAFETY: a membership test on a valid set.
+            unsafe { libc::sigismember(set, sig) == 1 }
+        };
+        assert!(!is_blocked(&blocked_now(), libc::SIGUSR1));
+        let child = with_signals_blocked(|| std::thread::spawn(blocked_now));
+        let child_mask = child.join().unwrap();
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGQUIT] {
+            assert!(
+                is_blocked(&child_mask, sig),
+                "signal {sig} reached the new thread"
+            );
+        }
+        assert!(
+            !is_blocked(&blocked_now(), libc::SIGUSR1),
+            "the caller's mask is restored"
+        );
+    }
 
     #[test]
     fn classifies_retryable_errors() {

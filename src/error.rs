@@ -20,7 +20,7 @@ pub enum PgTursoError {
     #[error("option \"url\" is required")]
     MissingUrl,
     #[error(
-        "cannot replicate {operation} on table \"{table}\": it has no primary key and no replica identity"
+        "cannot replicate {operation} on table \"{table}\": it has no replica identity (no primary key, or REPLICA IDENTITY NOTHING)"
     )]
     NoReplicaIdentity {
         table: String,
@@ -42,6 +42,11 @@ pub enum PgTursoError {
     #[error("could not read the replication progress of slot \"{slot}\" from Turso: {source}")]
     Progress {
         slot: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("could not read pgturso's table bookkeeping (_pgturso_schema) from Turso: {source}")]
+    Schema {
         #[source]
         source: ClientError,
     },
@@ -82,6 +87,7 @@ impl PgTursoError {
             PgTursoError::NoReplicaIdentity { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             PgTursoError::Replication { source, .. }
             | PgTursoError::Progress { source, .. }
+            | PgTursoError::Schema { source }
             | PgTursoError::Copy { source } => source.sqlstate(),
             PgTursoError::Value { .. } => ERRCODE_DATA_EXCEPTION,
             PgTursoError::SchemaChange { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -96,7 +102,9 @@ impl PgTursoError {
             PgTursoError::RedundantOption { name } => {
                 Some(format!("Option \"{name}\" is given more than once."))
             }
-            PgTursoError::Replication { .. } | PgTursoError::Progress { .. } => Some(
+            PgTursoError::Replication { .. }
+            | PgTursoError::Progress { .. }
+            | PgTursoError::Schema { .. } => Some(
                 "Nothing of this transaction was applied in Turso, or all of it was; the slot did not advance past it."
                     .to_string(),
             ),
@@ -120,16 +128,17 @@ impl PgTursoError {
                 "Re-sync Turso from this server: empty or drop the replicated tables in Turso and delete their progress row (DELETE FROM _pgturso_progress WHERE system_id = '{system_id}' AND slot = '{slot}'), then copy the tables again and replicate from a new slot. With the SQL API: SELECT turso_unschedule(name, drop_slot => true), then replicate or schedule the table again (its initial copy resets Turso's table and progress)."
             )),
             PgTursoError::UnknownOption { .. } => Some(
-                "Valid options are: url, auth, table_name, ca_file, timeout_ms, retry_ms, keepalive_ms, max_request_records, max_request_bytes, streaming, decoding_work_mem, skip_snapshot.".to_string(),
+                "Valid options are: url, auth, auth_file, table_name, ca_file, timeout_ms, retry_ms, keepalive_ms, max_request_records, max_request_bytes, streaming, decoding_work_mem, skip_snapshot.".to_string(),
             ),
             PgTursoError::MissingUrl => Some(
                 "Pass the Turso database URL, e.g. pg_logical_slot_get_changes('slot', NULL, NULL, 'url', 'http://127.0.0.1:8080/', 'auth', '<token>').".to_string(),
             ),
             PgTursoError::NoReplicaIdentity { quoted, .. } => Some(format!(
-                "Add a primary key to the table, or run ALTER TABLE {quoted} REPLICA IDENTITY FULL. Changes written before that carry no old row and cannot be applied: copy the table again (with the SQL API: turso_unschedule(name, drop_slot => true), then schedule or replicate it again)."
+                "Add a primary key to the table, or run ALTER TABLE {quoted} REPLICA IDENTITY FULL (a table that has a primary key but REPLICA IDENTITY NOTHING: ALTER TABLE {quoted} REPLICA IDENTITY DEFAULT). Changes written before that carry no old row and cannot be applied: copy the table again (with the SQL API: turso_unschedule(name, drop_slot => true), then schedule or replicate it again)."
             )),
             PgTursoError::Replication { source, .. }
             | PgTursoError::Progress { source, .. }
+            | PgTursoError::Schema { source }
             | PgTursoError::Copy { source } => Some(source.hint()),
             PgTursoError::NameConflict { .. } => Some(
                 "SQLite table names ignore case, and tables outside public are named \"schema.table\": replicate only one of the two (option table_name) or rename one. If the other table no longer exists, delete its row from _pgturso_schema.".to_string(),

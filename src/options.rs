@@ -135,7 +135,17 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
         let val = value.as_deref();
         match name.as_str() {
             "url" => url = Some(parse_url(val.unwrap_or(""))?),
+            "auth" | "auth_file" if seen.contains(&"auth") && seen.contains(&"auth_file") => {
+                return Err(invalid(
+                    name,
+                    "***",
+                    "Give the token either with auth or with auth_file, not both.",
+                ));
+            }
             "auth" => token = parse_token(val.unwrap_or(""))?,
+            "auth_file" => {
+                token = read_token_file(val.unwrap_or(""), std::path::Path::new(TOKEN_DIR))?
+            }
             "table_name" => table = Some(parse_table(val.unwrap_or(""))?),
             "skip_snapshot" => {
                 let v = val.unwrap_or("");
@@ -308,6 +318,45 @@ fn parse_url(v: &str) -> Result<(String, Option<String>), PgTursoError> {
 }
 
 /// The token, with any leading `Bearer ` removed; empty means no token.
+/// Where option `auth_file` finds its files: relative to the server's data directory (the
+/// working directory of every backend).
+pub const TOKEN_DIR: &str = "pgturso";
+
+/// The token kept in file `name` of `dir` (option `auth_file`), so that it never appears in a
+/// statement's text (`pg_stat_activity`, the server log, `START_REPLICATION`). `name` is a plain
+/// file name: only files an administrator put into that directory can be sent as a token.
+fn read_token_file(name: &str, dir: &std::path::Path) -> Result<Option<String>, PgTursoError> {
+    let hint_create = format!(
+        "As the server's operating-system user, put the token into $PGDATA/{TOKEN_DIR}/<name> (mode 600), then pass auth_file '<name>'."
+    );
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !plain {
+        return Err(invalid(
+            "auth_file",
+            name,
+            &format!("auth_file takes a file name of letters, digits, '_', '-' and '.', not a path. {hint_create}"),
+        ));
+    }
+    let text = std::fs::read_to_string(dir.join(name)).map_err(|e| {
+        invalid(
+            "auth_file",
+            name,
+            &format!("Could not read $PGDATA/{TOKEN_DIR}/{name}: {e}. {hint_create}"),
+        )
+    })?;
+    parse_token(&text).map_err(|_| {
+        invalid(
+            "auth_file",
+            name,
+            "The file must hold only the token (a trailing line break is fine).",
+        )
+    })
+}
+
 fn parse_token(v: &str) -> Result<Option<String>, PgTursoError> {
     let t = v.trim();
     let t = if t.len() >= 7 && t[..7].eq_ignore_ascii_case("bearer ") {
@@ -367,7 +416,8 @@ fn split_identifiers(v: &str) -> Option<Vec<String>> {
                 if c == '.' || c == '"' {
                     break;
                 }
-                ident.extend(c.to_lowercase());
+                // PostgreSQL folds only ASCII letters of unquoted names (in multi-byte encodings).
+                ident.push(c.to_ascii_lowercase());
                 chars.next();
             }
             ident = ident.trim().to_string();
@@ -514,6 +564,14 @@ mod tests {
                 name: "a.\"b".into()
             }
         );
+        // Like PostgreSQL in UTF-8: only ASCII letters of an unquoted name are folded.
+        assert_eq!(
+            t("Ärger.ÉTÉ").unwrap(),
+            TableFilter {
+                schema: "Ärger".into(),
+                name: "ÉtÉ".into()
+            }
+        );
         assert!(t("a.b.c").is_err());
         assert!(t("").is_err());
         assert!(t("\"open").is_err());
@@ -627,5 +685,47 @@ mod tests {
             ("max_request_bytes", Some("12"))
         ])
         .is_err());
+    }
+
+    #[test]
+    fn auth_file_reads_a_plain_file_name_of_its_directory_only() {
+        let dir = std::env::temp_dir().join(format!("pgturso-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("prod"), "s3cr3t-token\n").unwrap();
+        assert_eq!(
+            read_token_file("prod", &dir).unwrap().as_deref(),
+            Some("s3cr3t-token")
+        );
+        for bad in ["../prod", "/etc/passwd", ".hidden", "", "a/b"] {
+            let err = read_token_file(bad, &dir).unwrap_err();
+            assert!(err.to_string().contains("auth_file"), "{bad}: {err}");
+        }
+        let missing = read_token_file("nope", &dir).unwrap_err();
+        assert!(
+            missing.hint().unwrap().contains("$PGDATA/pgturso/nope"),
+            "{:?}",
+            missing.hint()
+        );
+        std::fs::write(dir.join("two"), "a b\n").unwrap();
+        let err = read_token_file("two", &dir).unwrap_err();
+        assert!(!format!("{err} {:?}", err.hint()).contains("a b"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn auth_and_auth_file_together_are_refused() {
+        let raw = |pairs: &[(&str, &str)]| -> Vec<(String, Option<String>)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+                .collect()
+        };
+        let err = parse(&raw(&[
+            ("url", "http://127.0.0.1:1/"),
+            ("auth", "tok"),
+            ("auth_file", "prod"),
+        ]))
+        .unwrap_err();
+        assert!(err.hint().unwrap().contains("not both"), "{err}");
     }
 }

@@ -426,7 +426,10 @@ impl<T: Transport> Replicator<T> {
         let result = match self.read_bookkeeping(progress_ddl(), select(), args.clone(), "progress")
         {
             // A progress table made by pgturso before 0.2 lacks the identity columns.
-            Err(ClientError::Stream { message, .. }) if message.contains("no such column") => {
+            Err(ClientError::Stream { message, .. })
+                if message.contains("no such column: xid")
+                    || message.contains("no such column: commit_time") =>
+            {
                 self.migrate_progress()?;
                 self.read_bookkeeping(progress_ddl(), select(), args, "progress")?
             }
@@ -438,7 +441,7 @@ impl<T: Transport> Replicator<T> {
         let lsn = row
             .first()
             .and_then(|v| v.as_i64())
-            .ok_or_else(|| ClientError::Protocol(format!("unexpected progress row {row:?}")))?;
+            .ok_or_else(|| ClientError::Protocol(format!("unexpected progress value {row:?}")))?;
         let int = |i: usize| row.get(i).and_then(|v| v.as_i64());
         Ok(Some(Progress {
             lsn: lsn as u64,
@@ -533,12 +536,9 @@ impl<T: Transport> Replicator<T> {
         let sig = sig.clone();
         let wanted = KnownTable::of(table);
         if self.known.is_none() {
-            let loaded =
-                self.retrying(Self::read_known)
-                    .map_err(|source| PgTursoError::Progress {
-                        slot: self.slot.clone(),
-                        source,
-                    })?;
+            let loaded = self
+                .retrying(Self::read_known)
+                .map_err(|source| PgTursoError::Schema { source })?;
             self.known = Some(loaded);
         }
         let txn = self.txn.as_ref().expect("inside a transaction");
@@ -1159,6 +1159,7 @@ fn batch_error(
         .find(|s| {
             !s.starts_with("CREATE TABLE IF NOT EXISTS \"_pgturso")
                 && !s.contains("_pgturso_schema")
+                && !s.starts_with("UPDATE \"_pgturso_progress\"")
         })
         .or(sqls.first())
         .map_or_else(String::new, |s| shorten(s));

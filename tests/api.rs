@@ -26,6 +26,19 @@ fn credentials(c: &mut postgres::Client, sqld: &Sqld) {
     .unwrap();
 }
 
+/// A fresh database with the extension, credentials for `sqld` and table t holding (1, 'a').
+fn db_with_one_row(name: &str, sqld: &Sqld) -> postgres::Client {
+    let mut c = pg().fresh_db(name);
+    credentials(&mut c, sqld);
+    c.batch_execute(
+        "CREATE EXTENSION pgturso;
+         CREATE TABLE t(id int primary key, v text);
+         INSERT INTO t VALUES (1, 'a');",
+    )
+    .unwrap();
+    c
+}
+
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ok() {
@@ -347,14 +360,7 @@ fn missing_credentials_functions_are_explained() {
 #[test]
 fn status_view_reports_lag_and_a_failed_run_without_the_token() {
     let mut sqld = Sqld::start("status", true);
-    let mut c = pg().fresh_db("status");
-    credentials(&mut c, &sqld);
-    c.batch_execute(
-        "CREATE EXTENSION pgturso;
-         CREATE TABLE t(id int primary key, v text);
-         INSERT INTO t VALUES (1, 'a');",
-    )
-    .unwrap();
+    let mut c = db_with_one_row("status", &sqld);
     one(&mut c, "SELECT turso_replicate_table('t')").unwrap();
     assert_eq!(count(&sqld, "t"), 1);
     c.batch_execute("INSERT INTO t SELECT g, 'x' FROM generate_series(2, 1000) g")
@@ -474,6 +480,72 @@ fn the_initial_copy_of_a_new_slot_resets_the_progress_row_it_owns() {
         "the new slot's transaction is replicated, not skipped"
     );
     assert_eq!(count(&sqld, "t"), 13);
+}
+
+/// turso_url() and turso_token() are the functions recorded when the replication was created: a
+/// function of the same name earlier on a later caller's search_path gets neither the data nor the
+/// token.
+#[test]
+fn a_credentials_function_earlier_on_the_search_path_redirects_nothing() {
+    let sqld = Sqld::start("pinned", true);
+    let evil = Sqld::start("evil", false);
+    let mut c = db_with_one_row("pinned", &sqld);
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('t')").unwrap(),
+        "1"
+    );
+    c.batch_execute(&format!(
+        "CREATE SCHEMA attacker;
+         CREATE TABLE attacker.stolen(token text);
+         CREATE FUNCTION attacker.turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$;
+         CREATE FUNCTION attacker.turso_token() RETURNS text LANGUAGE sql VOLATILE
+             AS $$ INSERT INTO attacker.stolen SELECT public.turso_token(); SELECT 'x' $$;
+         SET search_path = attacker, public;
+         INSERT INTO public.t VALUES (2, 'b');",
+        evil.url()
+    ))
+    .unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('public.t')").unwrap(),
+        "1"
+    );
+    assert_eq!(
+        count(&sqld, "t"),
+        2,
+        "the data went where the replication was created for"
+    );
+    assert!(!evil.table_exists("t"), "nothing reached the other server");
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM attacker.stolen").unwrap(),
+        "0"
+    );
+    // A recorded function dropped and created anew is an error that says how to record it.
+    c.batch_execute(&format!(
+        "RESET search_path; DROP FUNCTION public.turso_url();
+         CREATE FUNCTION public.turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$;",
+        sqld.url()
+    ))
+    .unwrap();
+    let err = c
+        .batch_execute("SELECT turso_replicate_table('t')")
+        .unwrap_err();
+    let (code, message, _, hint) = db_error(&err);
+    assert_eq!(code, "42883", "{message}");
+    assert!(message.contains("no longer exists"), "{message}");
+    assert!(
+        hint.contains("UPDATE pgturso.replications SET url_fn"),
+        "{hint}"
+    );
+    c.batch_execute(
+        "UPDATE pgturso.replications SET url_fn = 'public.turso_url()'::regprocedure;
+         INSERT INTO t VALUES (3, 'c')",
+    )
+    .unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('t')").unwrap(),
+        "1"
+    );
+    assert_eq!(count(&sqld, "t"), 3);
 }
 
 /// The README's least-privilege role, used for real: a non-superuser replicates through the SQL

@@ -697,3 +697,92 @@ fn pg_recvlogical_streams_into_turso() {
     assert!(!written.contains(sqld.token()));
     let _ = std::fs::remove_file(out_file);
 }
+
+/// Option auth_file: the token comes from a file of $PGDATA/pgturso/, so it is in no statement
+/// text; a path instead of a file name is refused.
+#[test]
+fn auth_file_gives_the_token_without_it_in_the_statement() {
+    let sqld = Sqld::start("authfile", true);
+    let (mut c, slot) = setup("authfile");
+    let dir = pg().data.join("pgturso");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("authfile"), format!("{}\n", sqld.token())).unwrap();
+    exec_each(
+        &mut c,
+        &[
+            "CREATE TABLE t(id int primary key, v text)",
+            "INSERT INTO t VALUES (1, 'from a token file')",
+        ],
+    );
+    let url = sqld.url();
+    let opts = [("url", url.as_str()), ("auth_file", "authfile")];
+    let out = get_changes(&mut c, &slot, &opts).unwrap();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        sqld.query("SELECT id, v FROM t"),
+        vec![vec![json!(1), json!("from a token file")]]
+    );
+    let err = get_changes(
+        &mut c,
+        &slot,
+        &[("url", url.as_str()), ("auth_file", "../postgresql.conf")],
+    )
+    .unwrap_err();
+    let (code, message, _, hint) = db_error(&err);
+    assert_eq!(code, "22023", "{message}");
+    assert!(hint.contains("not a path"), "{hint}");
+    let err = get_changes(
+        &mut c,
+        &slot,
+        &[("url", url.as_str()), ("auth_file", "missing")],
+    )
+    .unwrap_err();
+    assert!(
+        db_error(&err).3.contains("$PGDATA/pgturso/missing"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.join("authfile")).unwrap();
+}
+
+/// Unquoted names fold like PostgreSQL's (ASCII letters only, in UTF-8), so table_name finds a
+/// table whose name has non-ASCII capitals; a table with a primary key but REPLICA IDENTITY
+/// NOTHING gets an error that names that cause.
+#[test]
+fn table_name_folds_like_postgresql_and_identity_nothing_is_named() {
+    let sqld = Sqld::start("fold", true);
+    let (mut c, slot) = setup("fold");
+    exec_each(
+        &mut c,
+        &[
+            "CREATE TABLE Ärger(id int primary key, v text)",
+            "CREATE TABLE other(id int primary key)",
+            "INSERT INTO Ärger VALUES (1, 'ä')",
+            "INSERT INTO other VALUES (1)",
+        ],
+    );
+    let url = sqld.url();
+    let opts = [
+        ("url", url.as_str()),
+        ("auth", sqld.token()),
+        ("table_name", "Ärger"),
+    ];
+    let out = get_changes(&mut c, &slot, &opts).unwrap();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        sqld.query("SELECT id, v FROM \"Ärger\""),
+        vec![vec![json!(1), json!("ä")]]
+    );
+    assert!(!sqld.table_exists("other"));
+    exec_each(
+        &mut c,
+        &[
+            "ALTER TABLE Ärger REPLICA IDENTITY NOTHING",
+            "DELETE FROM Ärger",
+        ],
+    );
+    let err = get_changes(&mut c, &slot, &opts).unwrap_err();
+    let (code, message, _, hint) = db_error(&err);
+    assert_eq!(code, "55000", "{message}");
+    assert!(message.contains("REPLICA IDENTITY NOTHING"), "{message}");
+    assert!(hint.contains("REPLICA IDENTITY DEFAULT"), "{hint}");
+}

@@ -346,7 +346,7 @@ fn options_are_rejected_cleanly() {
         "The url must look like http://host:port/, https://host/ or libsql://host (meaning https); the only query parameter accepted is authToken.";
     let table_hint = "schema-qualified";
     // Newer builds list more options (ca_file): check the stable parts.
-    let valid = "Valid options are: url, auth, table_name, ";
+    let valid = "Valid options are: url, auth, auth_file, table_name, ";
     let parse = |v: &str, p: &str| {
         is(format!(
             "could not parse value \"{v}\" for parameter \"{p}\""
@@ -1731,7 +1731,7 @@ fn keyless_update_and_delete_fail_with_a_hint_that_works() {
             let before = confirmed_lsn(&mut c, &slot);
             let res = changes(&mut c, &slot, &[("url", &url)]);
             let (_, _, _, hint) = assert_fails(&mut c, &slot, &before, what, res, "55000",
-                &is(format!("cannot replicate {op} on table \"{table}\": it has no primary key and no replica identity")),
+                &is(format!("cannot replicate {op} on table \"{table}\": it has no replica identity (no primary key, or REPLICA IDENTITY NOTHING)")),
                 &["Add a primary key to the table, or run ALTER TABLE ", " REPLICA IDENTITY FULL"],
                 &[]);
             // Following the hint must work: the ALTER TABLE it suggests is valid SQL for this table.
