@@ -694,19 +694,10 @@ impl<T: Transport> Replicator<T> {
             // It carries no COMMIT: resending follows the same rules as a first attempt.
             done => {
                 let failed = Some(done.err().unwrap_or(ClientError::Busy));
-                match self.send(p.base.as_deref(), &p.request, p.standalone, failed) {
-                    Ok(resp) => resp,
-                    Err(e) => {
-                        // Keep the stream the request continued, for [`Replicator::abort`]: if
-                        // Turso never saw the request, its baton still rolls the stream back.
-                        self.txn.as_mut().expect("inside a transaction").stream =
-                            p.request.baton.clone().map(|baton| Stream {
-                                baton,
-                                base_url: p.base.clone(),
-                            });
-                        return Err(wrap(e));
-                    }
-                }
+                // On an error the stream set above stays, for [`Replicator::abort`]: if Turso
+                // never saw the request, its baton still rolls the stream back.
+                self.send(p.base.as_deref(), &p.request, p.standalone, failed)
+                    .map_err(wrap)?
             }
         };
         if p.guarded && guard_refused(&resp, &p.layout) {
