@@ -7,8 +7,8 @@
 //!
 //! Large transactions are streamed to the plugin while in progress (the `stream_*` callbacks):
 //! pgturso lowers `logical_decoding_work_mem` for its decoding session (option
-//! `decoding_work_mem`) once decoding reaches the slot's confirmed position, and puts the
-//! server's value back when the session ends.
+//! `decoding_work_mem`) once decoding reaches the slot's confirmed position, as a session-level
+//! `SET`, and puts the session's value back when the session ends.
 
 use std::ffi::{c_void, CStr};
 
@@ -28,11 +28,78 @@ struct State {
     replicator: Replicator<HttpTransport>,
     /// Reset after every change, so per-row allocations (output functions, detoasting) are freed.
     change_cxt: pg_sys::MemoryContext,
-    /// The server's `logical_decoding_work_mem`, while this session decodes with its own.
-    saved_work_mem: Option<i32>,
-    /// This session's `logical_decoding_work_mem`, set once decoding reaches the slot's confirmed
-    /// position (see [`pgturso_filter_by_origin`]).
-    pending_work_mem: Option<i32>,
+    /// This session's `logical_decoding_work_mem`, while it decodes with its own.
+    work_mem: WorkMem,
+}
+
+/// pgturso's `logical_decoding_work_mem` for one decoding session, set and put back through
+/// PostgreSQL's GUC machinery as a session-level `SET`: a configuration reload while the session
+/// decodes neither overrides it nor is overridden when it is put back, and inside a transaction
+/// the setting is undone with the transaction if the call fails.
+enum WorkMem {
+    /// The server's setting applies.
+    Server,
+    /// Set once decoding reaches the slot's confirmed position (see
+    /// [`pgturso_filter_by_origin`]), in kB.
+    Pending(i32),
+    /// Set; `prior` is the session's own value to put back, `None` when it had none (then the
+    /// reset value, which follows reloads, comes back).
+    Applied { prior: Option<std::ffi::CString> },
+}
+
+const WORK_MEM_GUC: &CStr = c"logical_decoding_work_mem";
+
+/// Sets `logical_decoding_work_mem` for this session (`value` `None`: resets it), reporting a
+/// failure at `elevel`.
+///
+/// # Safety
+/// Called in a backend, with no other GUC operation in progress.
+unsafe fn set_work_mem(value: Option<&CStr>, elevel: i32) {
+    // SAFETY: a plain GUC assignment; `value` outlives the call, which copies it.
+    unsafe {
+        pg_sys::set_config_option(
+            WORK_MEM_GUC.as_ptr(),
+            value.map_or(std::ptr::null(), CStr::as_ptr),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SET,
+            true,
+            elevel,
+            false,
+        );
+    }
+}
+
+impl WorkMem {
+    /// Applies a pending setting.
+    ///
+    /// # Safety
+    /// As [`set_work_mem`].
+    unsafe fn apply(&mut self) {
+        let WorkMem::Pending(kb) = *self else { return };
+        // SAFETY: GetConfigOption and GetConfigOptionResetString return strings PostgreSQL owns,
+        // valid until the setting next changes; they are copied at once.
+        unsafe {
+            let current =
+                CStr::from_ptr(pg_sys::GetConfigOption(WORK_MEM_GUC.as_ptr(), false, false));
+            let reset = CStr::from_ptr(pg_sys::GetConfigOptionResetString(WORK_MEM_GUC.as_ptr()));
+            let prior = (current != reset).then(|| current.to_owned());
+            let value = std::ffi::CString::new(format!("{kb}kB")).expect("no NUL in a number");
+            set_work_mem(Some(&value), PgLogLevel::ERROR as i32);
+            *self = WorkMem::Applied { prior };
+        }
+    }
+
+    /// Puts the session's setting back, reporting a failure at `elevel`.
+    ///
+    /// # Safety
+    /// As [`set_work_mem`].
+    unsafe fn restore(&mut self, elevel: i32) {
+        if let WorkMem::Applied { prior } = std::mem::replace(self, WorkMem::Server) {
+            // SAFETY: as set_work_mem.
+            unsafe { set_work_mem(prior.as_deref(), elevel) };
+        }
+    }
 }
 
 fn check_interrupts() {
@@ -71,10 +138,10 @@ unsafe extern "C-unwind" fn free_state(arg: *mut c_void) {
     // this memory while it cleans up the failed transaction with interrupts held, so the request
     // cannot be interrupted; it is bounded by the option timeout_ms.
     state.replicator.abort();
-    if let Some(kb) = state.saved_work_mem {
-        // SAFETY: a plain int GUC variable of this backend.
-        unsafe { pg_sys::logical_decoding_work_mem = kb };
-    }
+    // Inside a transaction, its abort puts the setting back as well; a walsender has none. A
+    // failure here is only a WARNING: this runs during error cleanup.
+    // SAFETY: as set_work_mem.
+    unsafe { state.work_mem.restore(PgLogLevel::WARNING as i32) };
     drop(state);
 }
 
@@ -179,7 +246,9 @@ unsafe extern "C-unwind" fn pgturso_startup(
             }
             None => None,
         };
-        let pending_work_mem = kb.filter(|&kb| kb != server_kb);
+        let work_mem = kb
+            .filter(|&kb| kb != server_kb)
+            .map_or(WorkMem::Server, WorkMem::Pending);
         // Temporary files live in base/pgsql_tmp; a backend's working directory is the data
         // directory.
         let spool_dir = std::path::PathBuf::from("base/pgsql_tmp");
@@ -190,8 +259,7 @@ unsafe extern "C-unwind" fn pgturso_startup(
                 .with_spool_dir(spool_dir),
             options,
             change_cxt,
-            saved_work_mem: None,
-            pending_work_mem,
+            work_mem,
         });
         let raw = Box::into_raw(state);
         (*ctx).output_plugin_private = raw as *mut c_void;
@@ -214,7 +282,9 @@ unsafe extern "C-unwind" fn pgturso_shutdown(ctx: *mut pg_sys::LogicalDecodingCo
         if !(*ctx).output_plugin_private.is_null() {
             // A transaction streamed only in part (still running in PostgreSQL) is decoded again
             // from its start next time: roll back what Turso has of it.
-            state(ctx).replicator.close();
+            let state = state(ctx);
+            state.replicator.close();
+            state.work_mem.restore(PgLogLevel::ERROR as i32);
         }
     }
 }
@@ -239,12 +309,10 @@ unsafe extern "C-unwind" fn pgturso_filter_by_origin(
             return false;
         }
         let state = &mut *p;
-        if let Some(kb) = state.pending_work_mem {
-            if (*(*ctx).reader).ReadRecPtr >= (*(*ctx).slot).data.confirmed_flush {
-                state.saved_work_mem = Some(pg_sys::logical_decoding_work_mem);
-                pg_sys::logical_decoding_work_mem = kb;
-                state.pending_work_mem = None;
-            }
+        if matches!(state.work_mem, WorkMem::Pending(_))
+            && (*(*ctx).reader).ReadRecPtr >= (*(*ctx).slot).data.confirmed_flush
+        {
+            state.work_mem.apply();
         }
         false
     }

@@ -630,41 +630,19 @@ fn pg_recvlogical_streams_into_turso() {
     let (mut c, slot) = setup("recv");
     c.batch_execute("CREATE TABLE t(id int primary key, v text)")
         .unwrap();
-    let bin = std::path::Path::new(
-        String::from_utf8(
-            std::process::Command::new("pg_config")
-                .arg("--bindir")
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-        .trim(),
-    )
-    .join("pg_recvlogical");
     let out_file = std::env::temp_dir().join(format!("pgturso-recv-{}.out", std::process::id()));
-    let mut child = std::process::Command::new(bin)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg().port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "recv",
-        ])
-        .args(["--slot", &slot, "--start", "-f"])
-        .arg(&out_file)
-        .args([
-            "-o",
-            &format!("url={}", sqld.url()),
-            "-o",
-            &format!("auth={}", sqld.token()),
-        ])
-        .args(["-F", "1", "-s", "1"])
-        .spawn()
-        .unwrap();
+    let mut child = common::recvlogical_cmd(
+        "recv",
+        &slot,
+        &[
+            format!("url={}", sqld.url()),
+            format!("auth={}", sqld.token()),
+        ],
+    )
+    .arg("-f")
+    .arg(&out_file)
+    .spawn()
+    .unwrap();
     for i in 1..=3 {
         c.batch_execute(&format!("INSERT INTO t VALUES ({i}, 'v{i}')"))
             .unwrap();

@@ -11,7 +11,6 @@ mod common;
 
 use common::setup_slot as setup;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -258,26 +257,11 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
-fn pg_bindir() -> std::path::PathBuf {
-    let out = Command::new("pg_config").arg("--bindir").output().unwrap();
-    Path::new(String::from_utf8(out.stdout).unwrap().trim()).to_path_buf()
-}
-
 /// Runs pg_recvlogical once (no reconnect loop) with `-o` options; returns (exit ok, stderr).
 fn recvlogical(db: &str, slot: &str, opts: &[&str]) -> (bool, String) {
-    let mut cmd = Command::new(pg_bindir().join("pg_recvlogical"));
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &pg().port.to_string(),
-        "-U",
-        "postgres",
-    ])
-    .args(["-d", db, "--slot", slot, "--start", "-n", "-f", "-"]);
-    for o in opts {
-        cmd.args(["-o", o]);
-    }
+    let opts: Vec<String> = opts.iter().map(|o| o.to_string()).collect();
+    let mut cmd = common::recvlogical_cmd(db, slot, &opts);
+    cmd.args(["-f", "-"]);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -6,7 +6,10 @@
 mod common;
 
 use common::setup_slot as setup;
-use common::{assert_mirror, assert_mirror_as, get_changes, pg, pg_rows, Sqld};
+use common::{
+    assert_mirror, assert_mirror_as, get_changes, pg, pg_rows, spawn_recvlogical, wait_for_sqld,
+    Sqld,
+};
 use std::time::{Duration, Instant};
 
 /// The slot's streaming and spilling counters (`stream_txns`, `spill_txns`), once the decoding
@@ -26,6 +29,16 @@ fn slot_stats(c: &mut postgres::Client, slot: &str) -> (i64, i64) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The slot's `(stream_txns, spill_txns)` as reported so far.
+fn slot_stats_now(c: &mut postgres::Client, slot: &str) -> (i64, i64) {
+    let r = pg_rows(
+        c,
+        &format!("SELECT stream_txns, spill_txns FROM pg_stat_replication_slots WHERE slot_name = '{slot}'"),
+    );
+    let n = |i: usize| r[0][i].as_deref().unwrap().parse::<i64>().unwrap();
+    (n(0), n(1))
 }
 
 fn opts<'a>(url: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
@@ -82,6 +95,68 @@ fn a_large_transaction_is_streamed_and_arrives_exactly() {
         pg_rows(&mut c, "SHOW logical_decoding_work_mem")[0][0].as_deref(),
         Some("64MB")
     );
+    // And so is the session's own, once a call that lowered it is over.
+    c.batch_execute(
+        "SET logical_decoding_work_mem = '2MB'; INSERT INTO s VALUES (-1, 'x', 0, 0, NULL)",
+    )
+    .unwrap();
+    get_changes(&mut c, &slot, &opts(&url, &[])).unwrap();
+    assert_eq!(
+        pg_rows(&mut c, "SHOW logical_decoding_work_mem")[0][0].as_deref(),
+        Some("2MB")
+    );
+}
+
+/// pg_recvlogical keeps pgturso's decoding memory through a configuration reload (the reload
+/// sets the server's value in every backend; pgturso's is a session-level setting that a reload
+/// does not override): a large transaction after the reload is still streamed.
+#[test]
+fn a_walsender_keeps_its_decoding_memory_through_a_reload() {
+    let sqld = Sqld::start("stream_reload", false);
+    let (mut c, slot) = setup("stream_reload");
+    c.batch_execute(
+        "CREATE TABLE r(id int primary key, v text); INSERT INTO r VALUES (0, 'first')",
+    )
+    .unwrap();
+    let url = sqld.url();
+    let mut child = spawn_recvlogical(
+        "stream_reload",
+        &slot,
+        &[format!("url={url}"), "decoding_work_mem=64kB".into()],
+    );
+    // The first change is decoded: the session's setting is in effect.
+    wait_for_sqld(&sqld, "r", "SELECT count(*) FROM r", 1);
+    // A reload with the server's value written in the configuration file (the same value, so
+    // the other tests of this cluster see no change).
+    c.batch_execute("ALTER SYSTEM SET logical_decoding_work_mem = '64MB'")
+        .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    // The walsender handles the reload when it wakes up, at the latest for the next commit.
+    std::thread::sleep(Duration::from_millis(500));
+    c.batch_execute("INSERT INTO r VALUES (1, 'after the reload')")
+        .unwrap();
+    wait_for_sqld(&sqld, "r", "SELECT count(*) FROM r", 2);
+    let before = slot_stats_now(&mut c, &slot);
+    c.batch_execute("INSERT INTO r SELECT g, repeat('x', 100) FROM generate_series(2, 20001) g")
+        .unwrap();
+    wait_for_sqld(&sqld, "r", "SELECT count(*) FROM r", 20002);
+    let _ = child.kill();
+    let _ = child.wait();
+    c.batch_execute("ALTER SYSTEM RESET logical_decoding_work_mem")
+        .unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    // The walsender reports its statistics when it exits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = slot_stats_now(&mut c, &slot);
+    while after.0 == before.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after = slot_stats_now(&mut c, &slot);
+    }
+    assert!(
+        after.0 > before.0,
+        "the large transaction after the reload was streamed: stream_txns {before:?} -> {after:?}"
+    );
+    assert_mirror(&mut c, &sqld, "r", "id, v");
 }
 
 /// Small transactions commit while a large one is being written: they reach Turso first, in

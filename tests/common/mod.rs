@@ -605,3 +605,61 @@ impl Rng {
         weights.len() - 1
     }
 }
+
+/// PostgreSQL's bin directory (pg_recvlogical, pg_ctl).
+pub fn pg_bindir() -> PathBuf {
+    let out = Command::new("pg_config").arg("--bindir").output().unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// pg_recvlogical on `slot` of database `db`, once (no reconnect loop), with `-o` options and
+/// status every second; the caller adds the output file and spawns it.
+pub fn recvlogical_cmd(db: &str, slot: &str, opts: &[String]) -> Command {
+    let mut cmd = Command::new(pg_bindir().join("pg_recvlogical"));
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &pg().port.to_string(),
+        "-U",
+        "postgres",
+    ])
+    .args([
+        "-d", db, "--slot", slot, "--start", "-n", "-F", "1", "-s", "1",
+    ]);
+    for o in opts {
+        cmd.args(["-o", o]);
+    }
+    cmd
+}
+
+/// Starts pg_recvlogical on `slot` with `-o` options, output discarded; the caller kills it.
+pub fn spawn_recvlogical(db: &str, slot: &str, opts: &[String]) -> Child {
+    recvlogical_cmd(db, slot, opts)
+        .args(["-f", "/dev/null"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (up to 60 s) until `table` exists on sqld and `sql` returns one row whose first value
+/// is `want`.
+pub fn wait_for_sqld(sqld: &Sqld, table: &str, sql: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = if sqld.table_exists(table) {
+            sqld.query(sql)
+        } else {
+            Vec::new()
+        };
+        let got = rows.first().and_then(|r| r[0].as_i64());
+        if got == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql} on sqld: {got:?}, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
