@@ -16,11 +16,12 @@ mod pgturso {
 
     use pgrx::prelude::*;
 
-    use crate::client::HttpTransport;
+    use crate::apply::replicator::Replicator;
+    use crate::decoding::tuple;
     use crate::error::{redact, PgTursoError};
     use crate::model::{Cell, RowChange};
-    use crate::replicator::{Limits, Replicator};
-    use crate::tuple;
+    use crate::options::Limits;
+    use crate::turso::client::HttpTransport;
 
     const BATCH: i64 = 2000;
 

@@ -3,7 +3,7 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
 
-use crate::client::ClientError;
+use crate::turso::client::ClientError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgTursoError {
@@ -88,7 +88,7 @@ impl PgTursoError {
             PgTursoError::Replication { source, .. }
             | PgTursoError::Progress { source, .. }
             | PgTursoError::Schema { source }
-            | PgTursoError::Copy { source } => source.sqlstate(),
+            | PgTursoError::Copy { source } => client_sqlstate(source),
             PgTursoError::Value { .. } => ERRCODE_DATA_EXCEPTION,
             PgTursoError::SchemaChange { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
             PgTursoError::NameConflict { .. } => ERRCODE_DUPLICATE_TABLE,
@@ -232,6 +232,22 @@ fn redact_url_userinfo(text: &str) -> String {
     out
 }
 
+/// The SQLSTATE of a Turso client error, at the boundary where it becomes a PostgreSQL error.
+fn client_sqlstate(err: &ClientError) -> PgSqlErrorCode {
+    use PgSqlErrorCode::*;
+    match err {
+        ClientError::Connect { .. } | ClientError::Network { .. } | ClientError::Timeout { .. } => {
+            ERRCODE_CONNECTION_FAILURE
+        }
+        ClientError::Http { .. } | ClientError::Stream { .. } => ERRCODE_CONNECTION_FAILURE,
+        ClientError::Auth { .. } => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        ClientError::Protocol(_) => ERRCODE_PROTOCOL_VIOLATION,
+        ClientError::Tls(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+        ClientError::Statement { .. } => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+        ClientError::Busy => ERRCODE_LOCK_NOT_AVAILABLE,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +290,20 @@ mod tests {
         assert_eq!(
             PgTursoError::RedundantOption { name: "url".into() }.to_string(),
             "conflicting or redundant options"
+        );
+    }
+
+    #[test]
+    fn a_divergence_is_object_not_in_prerequisite_state() {
+        let err = PgTursoError::Diverged {
+            slot: "s".into(),
+            system_id: "1".into(),
+            lsn: "0/100".into(),
+            why: "w".into(),
+        };
+        assert_eq!(
+            err.sqlstate(),
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
         );
     }
 }

@@ -1,18 +1,16 @@
 //! pgturso: a logical decoding output plugin that replicates committed PostgreSQL transactions
 //! into Turso (libSQL) over Hrana-over-HTTP, atomically and exactly once.
+//!
+//! Data flows one way, and modules import only downwards: `decoding` (PostgreSQL's callbacks,
+//! the only unsafe code) → `apply` (exactly-once transactions) → `turso` (statements, Hrana,
+//! HTTP), all speaking the vocabulary of `model`.
 
 mod api;
-pub mod client;
-pub mod convert;
+pub mod apply;
+pub mod decoding;
 pub mod error;
-pub mod hrana;
 pub mod model;
 pub mod options;
-mod plugin;
-pub mod replicator;
-pub mod spool;
-pub mod sql;
-mod tuple;
-mod wal;
+pub mod turso;
 
 ::pgrx::pg_module_magic!();

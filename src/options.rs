@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use crate::error::PgTursoError;
-use crate::replicator::Limits;
 
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
@@ -430,6 +429,30 @@ fn split_identifiers(v: &str) -> Option<Vec<String>> {
             None => return Some(parts),
             Some('.') => continue,
             Some(_) => return None,
+        }
+    }
+}
+
+/// Limits on one request of a transaction (larger transactions span several requests), and how
+/// long transient failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    /// Total time spent retrying one request; zero disables retries.
+    pub retry_for: Duration,
+    /// An open stream that has had no request for this long gets one (see
+    /// `Replicator::keep_alive`): sqld expires a stream after about 10 s without requests.
+    pub keep_alive: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_records: 2000,
+            max_bytes: 5 * 1024 * 1024,
+            retry_for: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(5),
         }
     }
 }

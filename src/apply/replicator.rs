@@ -11,14 +11,14 @@ use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::client::{ClientError, InFlight, Transport};
 use crate::error::PgTursoError;
-use crate::hrana::{
+use crate::model::{format_lsn, RowChange, Table, Value};
+use crate::options::{Limits, SkipSnapshot};
+use crate::turso::client::{ClientError, InFlight, Transport};
+use crate::turso::hrana::{
     self, BatchPart, PipelineRequest, PipelineResponse, StreamRequest, StreamResponse, StreamResult,
 };
-use crate::model::{format_lsn, RowChange, Table, Value};
-use crate::options::SkipSnapshot;
-use crate::sql::{self, KnownTable, Stmt};
+use crate::turso::sql::{self, KnownTable, Stmt};
 
 /// Name of the progress table in Turso.
 pub const PROGRESS_TABLE: &str = "_pgturso_progress";
@@ -38,30 +38,6 @@ pub struct Progress {
 /// the WAL has a transaction's commit record exactly there, `None` otherwise (also when the LSN
 /// is beyond the WAL's end). Given by the decoding layer.
 pub type CommitAt = fn(u64) -> Option<(u32, i64)>;
-
-/// Limits on one request of a transaction (larger transactions span several requests), and how
-/// long transient failures are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub max_records: usize,
-    pub max_bytes: usize,
-    /// Total time spent retrying one request; zero disables retries.
-    pub retry_for: Duration,
-    /// An open stream that has had no request for this long gets one (see
-    /// [`Replicator::keep_alive`]): sqld expires a stream after about 10 s without requests.
-    pub keep_alive: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_records: 2000,
-            max_bytes: 5 * 1024 * 1024,
-            retry_for: Duration::from_secs(10),
-            keep_alive: Duration::from_secs(5),
-        }
-    }
-}
 
 /// Exponential backoff from 100 ms, capped at 2 s, with +-25% jitter.
 fn backoff(attempt: u32) -> Duration {

@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use pgrx::pg_sys;
 
-use crate::convert;
+use crate::decoding::convert;
 use crate::error::PgTursoError;
 use crate::model::{Cell, Column, SqlType, Table, Value};
 

@@ -1,6 +1,7 @@
 //! HTTP transport for Hrana pipelines: one tokio runtime and one keep-alive reqwest client per
 //! backend, requests polled in short slices so PostgreSQL interrupts are honoured, and transport
-//! errors sorted into retryable and permanent. No pgrx here: the interrupt check is passed in.
+//! errors sorted into retryable and permanent. No PostgreSQL here: the interrupt check is passed
+//! in, and `crate::error` gives each error its SQLSTATE.
 //!
 //! The runtime has one I/O thread, so a request can travel and be applied by Turso while the
 //! backend decodes the next part of a large transaction ([`Transport::start`]). That thread
@@ -11,9 +12,7 @@ use std::future::Future;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use pgrx::PgSqlErrorCode;
-
-use crate::hrana::{PipelineRequest, PipelineResponse};
+use crate::turso::hrana::{PipelineRequest, PipelineResponse};
 
 /// How long one poll slice lasts before PostgreSQL interrupts are checked.
 const SLICE: Duration = Duration::from_millis(100);
@@ -63,21 +62,6 @@ impl ClientError {
                 .as_deref()
                 .is_some_and(|c| c.contains("STREAM_EXPIRED")),
             _ => false,
-        }
-    }
-
-    pub fn sqlstate(&self) -> PgSqlErrorCode {
-        use PgSqlErrorCode::*;
-        match self {
-            ClientError::Connect { .. }
-            | ClientError::Network { .. }
-            | ClientError::Timeout { .. } => ERRCODE_CONNECTION_FAILURE,
-            ClientError::Http { .. } | ClientError::Stream { .. } => ERRCODE_CONNECTION_FAILURE,
-            ClientError::Auth { .. } => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-            ClientError::Protocol(_) => ERRCODE_PROTOCOL_VIOLATION,
-            ClientError::Tls(_) => ERRCODE_INVALID_PARAMETER_VALUE,
-            ClientError::Statement { .. } => ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
-            ClientError::Busy => ERRCODE_LOCK_NOT_AVAILABLE,
         }
     }
 

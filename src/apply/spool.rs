@@ -9,7 +9,7 @@
 //!
 //! Entries are postcard-encoded and length-prefixed. The file is unlinked as soon as it is
 //! created, so it disappears with its handle, also when the backend dies. Plain Rust, no
-//! `pg_sys`.
+//! PostgreSQL.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};

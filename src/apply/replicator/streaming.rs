@@ -15,7 +15,7 @@
 //! data, and a transaction at or below it is rolled back at its commit instead of committed.
 
 use super::*;
-use crate::spool::Spool;
+use crate::apply::spool::Spool;
 use serde::{Deserialize, Serialize};
 
 /// A spooled piece of a streamed transaction (tables by index into [`Streamed::tables`]).

@@ -1,6 +1,6 @@
 //! Hrana-over-HTTP wire format (pipeline requests and responses) and the batches pgturso sends.
 //!
-//! Plain serde, no pgrx: a transaction becomes one or more `batch` requests on one stream, each
+//! Plain serde, no PostgreSQL: a transaction becomes one or more `batch` requests on one stream, each
 //! step conditioned on the previous one, so a failed step stops everything after it.
 
 use base64::Engine;
@@ -8,7 +8,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::model::Value;
-use crate::sql::Stmt;
+use crate::turso::sql::Stmt;
 
 /// Body of `POST /v2/pipeline`.
 #[derive(Debug, Serialize)]

@@ -15,12 +15,12 @@ use std::ffi::{c_void, CStr};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::client::HttpTransport;
+use crate::apply::replicator::Replicator;
+use crate::decoding::tuple;
 use crate::error::PgTursoError;
 use crate::model::{RowChange, Table};
 use crate::options::{self, Options};
-use crate::replicator::Replicator;
-use crate::tuple;
+use crate::turso::client::HttpTransport;
 
 /// Everything one decoding session keeps.
 struct State {
@@ -254,7 +254,10 @@ unsafe extern "C-unwind" fn pgturso_startup(
         let spool_dir = std::path::PathBuf::from("base/pgsql_tmp");
         let state = Box::new(State {
             replicator: Replicator::new(transport, system_id, slot, options.limits)
-                .with_history((*(*ctx).slot).data.confirmed_flush, crate::wal::commit_at)
+                .with_history(
+                    (*(*ctx).slot).data.confirmed_flush,
+                    crate::decoding::wal::commit_at,
+                )
                 .with_skip_snapshot(options.skip_snapshot.clone())
                 .with_spool_dir(spool_dir),
             options,
