@@ -107,6 +107,29 @@ fn a_large_transaction_is_streamed_and_arrives_exactly() {
     );
 }
 
+/// A call that fails inside a transaction leaves the decoding memory as the transaction's
+/// rollback leaves it: the value from before the transaction, not one set inside it.
+#[test]
+fn a_failed_call_leaves_the_decoding_memory_to_the_rollback() {
+    let (mut c, slot) = setup("stream_fail_mem");
+    c.batch_execute("CREATE TABLE f(id int primary key); INSERT INTO f VALUES (1)")
+        .unwrap();
+    let closed = format!("http://127.0.0.1:{}/", common::free_port());
+    c.batch_execute("BEGIN; SET logical_decoding_work_mem = '2MB'")
+        .unwrap();
+    let err = get_changes(&mut c, &slot, &opts(&closed, &[("retry_ms", "0")])).unwrap_err();
+    assert_eq!(
+        common::db_error(&err).0,
+        "08006",
+        "Turso is unreachable: {err}"
+    );
+    c.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(
+        pg_rows(&mut c, "SHOW logical_decoding_work_mem")[0][0].as_deref(),
+        Some("64MB")
+    );
+}
+
 /// pg_recvlogical keeps pgturso's decoding memory through a configuration reload (the reload
 /// sets the server's value in every backend; pgturso's is a session-level setting that a reload
 /// does not override): a large transaction after the reload is still streamed.

@@ -138,10 +138,16 @@ unsafe extern "C-unwind" fn free_state(arg: *mut c_void) {
     // this memory while it cleans up the failed transaction with interrupts held, so the request
     // cannot be interrupted; it is bounded by the option timeout_ms.
     state.replicator.abort();
-    // Inside a transaction, its abort puts the setting back as well; a walsender has none. A
-    // failure here is only a WARNING: this runs during error cleanup.
-    // SAFETY: as set_work_mem.
-    unsafe { state.work_mem.restore(PgLogLevel::WARNING as i32) };
+    // In a SQL call the setting was made inside the failed transaction, whose abort undoes it
+    // (and may already have: setting it again here could bring back a value of that aborted
+    // transaction). A walsender decodes outside a transaction: put it back here, with a failure
+    // only a WARNING, as this runs during error cleanup.
+    // SAFETY: am_walsender is a plain flag of this backend; then as set_work_mem.
+    unsafe {
+        if pg_sys::am_walsender {
+            state.work_mem.restore(PgLogLevel::WARNING as i32);
+        }
+    }
     drop(state);
 }
 
