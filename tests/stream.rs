@@ -17,15 +17,9 @@ use std::time::{Duration, Instant};
 fn slot_stats(c: &mut postgres::Client, slot: &str) -> (i64, i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = pg_rows(
-            c,
-            &format!(
-                "SELECT stream_txns, spill_txns FROM pg_stat_replication_slots WHERE slot_name = '{slot}'"
-            ),
-        );
-        let n = |i: usize| r[0][i].as_deref().unwrap().parse::<i64>().unwrap();
-        if n(0) + n(1) > 0 || Instant::now() > deadline {
-            return (n(0), n(1));
+        let (streamed, spilled) = slot_stats_now(c, slot);
+        if streamed + spilled > 0 || Instant::now() > deadline {
+            return (streamed, spilled);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
