@@ -3,6 +3,13 @@
 -- live in the extension's schema (the first schema of search_path at CREATE EXTENSION, usually
 -- public). The URL and token always come from the user's turso_url() and turso_token() at run
 -- time, so they never sit in cron.job, in a job's command or in pg_stat_activity.
+--
+-- Privileges: the user-facing functions are SECURITY DEFINER (owned by the superuser who created
+-- the extension) with a fixed search_path, and EXECUTE on them is revoked from PUBLIC. A caller
+-- needs neither REPLICATION nor any right on pgturso's state: each call checks that the session's
+-- role may run it (EXECUTE on the function and SELECT on the table, or ownership of the
+-- materialized view). So a role that runs replication cannot advance or drop a slot, edit the
+-- bookkeeping, or read the token; it can only make pgturso replicate what it may read.
 
 CREATE TABLE pgturso.replications (
     relid       oid PRIMARY KEY,    -- the relation (stable across renames)
@@ -23,11 +30,11 @@ CREATE TABLE pgturso.replications (
 );
 REVOKE ALL ON pgturso.replications FROM PUBLIC;
 
--- URL and token from the user's functions, with a clear error when they are missing. For an
--- existing replication, the functions recorded at its creation are called by OID (schema-qualified),
--- so a function of the same name earlier on a later caller's search_path (a scheduled job runs as
--- its owner, often a superuser) cannot redirect the data or the token. The first run resolves them
--- through the creator's search_path, and they are recorded with the replication.
+-- URL and token from the functions turso_url() and turso_token() in the extension's schema, with
+-- a clear error when they are missing. They are looked up only there (never through a caller's
+-- search_path), must be owned by a superuser (pgturso calls them with the extension owner's
+-- rights), and are recorded with the replication at its first run; a recorded function that was
+-- dropped is looked up again.
 CREATE FUNCTION pgturso._credentials(rel regclass DEFAULT NULL, OUT url text, OUT token text,
                                      OUT url_fn oid, OUT token_fn oid)
 LANGUAGE plpgsql AS $$
@@ -35,24 +42,12 @@ BEGIN
     IF rel IS NOT NULL THEN
         SELECT r.url_fn, r.token_fn INTO url_fn, token_fn FROM pgturso.replications r WHERE r.relid = rel;
     END IF;
-    IF url_fn IS NULL THEN
-        url_fn := to_regprocedure('turso_url()');
-    END IF;
-    IF url_fn IS NULL THEN
-        RAISE EXCEPTION 'function turso_url() does not exist'
-            USING ERRCODE = 'undefined_function',
-                  HINT = 'Create it, returning your Turso database URL: CREATE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $f$ SELECT ''http://127.0.0.1:8080/'' $f$;';
-    END IF;
-    IF token_fn IS NULL THEN
-        token_fn := to_regprocedure('turso_token()');
-    END IF;
-    IF token_fn IS NULL THEN
-        RAISE EXCEPTION 'function turso_token() does not exist'
-            USING ERRCODE = 'undefined_function',
-                  HINT = 'Create it, returning your Turso token (an empty string for a server without auth): CREATE FUNCTION turso_token() RETURNS text LANGUAGE sql AS $f$ SELECT ''<token>'' $f$;';
-    END IF;
-    url := pgturso._call_text(url_fn, 'turso_url()', rel);
-    token := pgturso._call_text(token_fn, 'turso_token()', rel);
+    url_fn := pgturso._credential_fn(url_fn, 'turso_url',
+        'returning your Turso database URL: CREATE FUNCTION %s() RETURNS text LANGUAGE sql AS $f$ SELECT ''http://127.0.0.1:8080/'' $f$;');
+    token_fn := pgturso._credential_fn(token_fn, 'turso_token',
+        'returning your Turso token (an empty string for a server without auth), readable only by superusers: CREATE FUNCTION %s() RETURNS text LANGUAGE sql AS $f$ SELECT token FROM public.turso_secret $f$; REVOKE ALL ON FUNCTION %1$s() FROM PUBLIC;');
+    url := pgturso._call_text(url_fn);
+    token := pgturso._call_text(token_fn);
     IF url IS NULL OR url = '' THEN
         RAISE EXCEPTION 'turso_url() returned no URL'
             USING ERRCODE = 'invalid_parameter_value',
@@ -62,36 +57,84 @@ BEGIN
 END
 $$;
 
+-- The credential function to call: the recorded one if it still exists, else name() in the
+-- extension's schema. It must be owned by a superuser: pgturso runs it with the extension owner's
+-- rights, so a function another role may replace would run its code with those rights.
+CREATE FUNCTION pgturso._credential_fn(recorded oid, name text, hint text) RETURNS oid
+LANGUAGE plpgsql AS $$
+DECLARE
+    qualified text := format('%I.%I', '@extschema@', name);
+    fn oid := (SELECT p.oid FROM pg_catalog.pg_proc p WHERE p.oid = recorded AND p.pronargs = 0);
+    owner name;
+BEGIN
+    IF fn IS NULL THEN
+        fn := to_regprocedure(qualified || '()');
+    END IF;
+    IF fn IS NULL THEN
+        RAISE EXCEPTION 'function %() does not exist', qualified
+            USING ERRCODE = 'undefined_function',
+                  HINT = 'As a superuser, create it in schema ' || quote_ident('@extschema@') || ', ' || format(hint, qualified);
+    END IF;
+    SELECT r.rolname INTO owner FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+     WHERE p.oid = fn AND NOT r.rolsuper;
+    IF owner IS NOT NULL THEN
+        RAISE EXCEPTION '%() is owned by role "%", which is not a superuser', fn::regproc, owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('pgturso calls it with the extension owner''s rights, so only a superuser may own it: ALTER FUNCTION %s OWNER TO %I;',
+                                fn::regprocedure, (SELECT r.rolname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles r ON r.oid = e.extowner WHERE e.extname = 'pgturso'));
+    END IF;
+    RETURN fn;
+END
+$$;
+
 -- Calls the argument-less text function fn by its schema-qualified name.
-CREATE FUNCTION pgturso._call_text(fn oid, what text, rel regclass) RETURNS text
+CREATE FUNCTION pgturso._call_text(fn oid) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     q text;
     out text;
 BEGIN
-    SELECT format('SELECT %I.%I()::text', n.nspname, p.proname) INTO q
+    SELECT format('SELECT %I.%I()::text', n.nspname, p.proname) INTO STRICT q
       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
      WHERE p.oid = fn AND p.pronargs = 0;
-    IF q IS NULL THEN
-        RAISE EXCEPTION 'the function % recorded for the replication of % no longer exists', what, rel
-            USING ERRCODE = 'undefined_function',
-                  HINT = format('It was dropped after the replication was created (CREATE OR REPLACE keeps it; DROP and CREATE make a new one). As the owner of pgturso.replications, record the new one: UPDATE pgturso.replications SET %s = ''schema.%s''::regprocedure WHERE relid = %s.',
-                                CASE WHEN what = 'turso_url()' THEN 'url_fn' ELSE 'token_fn' END, what, rel::oid);
-    END IF;
     EXECUTE q INTO out;
     RETURN out;
 END
 $$;
-REVOKE ALL ON FUNCTION pgturso._call_text(oid, text, regclass) FROM PUBLIC;
 
--- Records the credential functions a replication's first run used.
+-- Records the credential functions a replication's run used.
 CREATE FUNCTION pgturso._pin_credentials(rel regclass, p_url_fn oid, p_token_fn oid) RETURNS void
 LANGUAGE sql AS $$
     UPDATE pgturso.replications r SET url_fn = p_url_fn, token_fn = p_token_fn
-     WHERE r.relid = rel AND (r.url_fn IS NULL OR r.token_fn IS NULL)
+     WHERE r.relid = rel AND (r.url_fn IS DISTINCT FROM p_url_fn OR r.token_fn IS DISTINCT FROM p_token_fn)
 $$;
-REVOKE ALL ON FUNCTION pgturso._pin_credentials(regclass, oid, oid) FROM PUBLIC;
-REVOKE ALL ON FUNCTION pgturso._credentials(regclass) FROM PUBLIC;
+
+-- Raises unless the session's role may run entry (a user-facing function) on rel: EXECUTE on
+-- entry, and SELECT on a table or ownership of a materialized view (what REFRESH needs). The
+-- session's role, not current_user: inside these SECURITY DEFINER functions current_user is the
+-- extension owner, and a scheduled job's session is the role that scheduled it.
+CREATE FUNCTION pgturso._authorize(rel regclass, kind text, entry text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    who name := session_user;
+    fn text := format('%I.%s', '@extschema@', entry);
+BEGIN
+    IF NOT has_function_privilege(who, fn, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function %', fn
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('A superuser can allow it: GRANT EXECUTE ON FUNCTION %s TO %I;', fn, who);
+    END IF;
+    IF kind = 'table' AND NOT has_table_privilege(who, rel, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied to replicate table %', rel
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Role %I needs SELECT on it: GRANT SELECT ON %s TO %I;', who, rel, who);
+    ELSIF kind = 'mv' AND NOT pg_has_role(who, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = rel), 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to replicate materialized view %', rel
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Refreshing it needs its owner: ALTER MATERIALIZED VIEW %s OWNER TO %I;', rel, who);
+    END IF;
+END
+$$;
 
 CREATE FUNCTION pgturso._qualified(rel regclass) RETURNS text
 LANGUAGE sql STABLE AS $$
@@ -147,7 +190,7 @@ $$;
 -- copies the rows that already exist (initial sync), consistent with the slot. Returns the
 -- number of transactions (or, on the first call, copied rows plus transactions) replicated.
 CREATE FUNCTION @extschema@.turso_replicate_table(tbl regclass) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     c record;
     slot text := pgturso._slot_name(tbl);
@@ -156,6 +199,7 @@ DECLARE
     n bigint := 0;
 BEGIN
     PERFORM pgturso._require_kind(tbl, 'table');
+    PERFORM pgturso._authorize(tbl, 'table', 'turso_replicate_table(regclass)');
     SELECT * INTO c FROM pgturso._credentials(tbl);
     SELECT r.synced, r.copy_snapshot INTO synced, snap FROM pgturso.replications r WHERE r.relid = tbl;
     IF NOT coalesce(synced, false) THEN
@@ -213,7 +257,7 @@ $$;
 -- replicated contents (kept in a shadow table) travels. Without: the Turso table is replaced.
 -- Returns the number of rows sent.
 CREATE FUNCTION @extschema@.turso_replicate_mv(mv regclass) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     c record;
     key text[] := pgturso._mv_key(mv);
@@ -222,6 +266,7 @@ DECLARE
     n bigint;
 BEGIN
     PERFORM pgturso._require_kind(mv, 'mv');
+    PERFORM pgturso._authorize(mv, 'mv', 'turso_replicate_mv(regclass)');
     SELECT * INTO c FROM pgturso._credentials(mv);
     IF key IS NOT NULL AND (SELECT relispopulated FROM pg_class WHERE oid = mv) THEN
         EXECUTE format('REFRESH MATERIALIZED VIEW CONCURRENTLY %s', mv::text);
@@ -306,14 +351,21 @@ BEGIN
 END
 $$;
 
--- One scheduled run: replicates, and records the outcome instead of failing the job.
+-- One scheduled run: replicates, and records the outcome instead of failing the job. The job runs
+-- as the role that scheduled it, which must still be allowed to replicate the relation.
 CREATE FUNCTION pgturso._run(p_relid oid) RETURNS boolean
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE r pgturso.replications;
 BEGIN
     SELECT * INTO r FROM pgturso.replications WHERE relid = p_relid;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no replication of relation %', p_relid;
+    END IF;
+    -- Outside the handler below: a role that may not run it gets the error, the bookkeeping stays.
+    IF r.kind = 'table' THEN
+        PERFORM pgturso._authorize(r.relid::regclass, r.kind, 'turso_replicate_table(regclass)');
+    ELSE
+        PERFORM pgturso._authorize(r.relid::regclass, r.kind, 'turso_replicate_mv(regclass)');
     END IF;
     BEGIN
         IF r.kind = 'table' THEN
@@ -362,6 +414,7 @@ DECLARE
     jobid bigint;
 BEGIN
     PERFORM pgturso._require_kind(rel, kind);
+    PERFORM pgturso._authorize(rel, kind, format('turso_schedule_%s_replication(regclass, text)', kind));
     PERFORM pgturso._credentials(rel);
     SELECT * INTO r FROM pgturso.replications p WHERE p.relid = rel;
     IF FOUND AND r.active AND r.schedule = schedule AND r.cron_jobid IS NOT NULL THEN
@@ -385,13 +438,9 @@ BEGIN
         cron_schedule := '* * * * *';
         command := format('CALL pgturso._run_every(%s, %s)', rel::oid, secs);
     END IF;
-    IF current_database() = current_setting('cron.database_name', true) THEN
-        EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO jobid
-            USING 'pgturso:' || rep_name, cron_schedule, command;
-    ELSE
-        EXECUTE 'SELECT cron.schedule_in_database($1, $2, $3, $4)' INTO jobid
-            USING 'pgturso:' || rep_name, cron_schedule, command, current_database();
-    END IF;
+    -- The job runs as the session's role (not as the extension owner this function runs as).
+    EXECUTE 'SELECT cron.schedule_in_database($1, $2, $3, $4, $5)' INTO jobid
+        USING 'pgturso:' || rep_name, cron_schedule, command, current_database(), session_user::text;
     UPDATE pgturso.replications p
        SET schedule = _schedule.schedule, cron_jobid = jobid, active = true
      WHERE p.relid = rel;
@@ -402,27 +451,37 @@ $$;
 -- Creates what is needed (slot, Turso table, initial copy) and a pg_cron job; returns the job id.
 -- schedule: a cron expression ('*/5 * * * *') or '<n> seconds' (1 to 59).
 CREATE FUNCTION @extschema@.turso_schedule_table_replication(tbl regclass, schedule text) RETURNS bigint
-LANGUAGE sql AS $$ SELECT pgturso._schedule(tbl, 'table', schedule) $$;
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT pgturso._schedule(tbl, 'table', schedule) $$;
 
 CREATE FUNCTION @extschema@.turso_schedule_mv_replication(mv regclass, schedule text) RETURNS bigint
-LANGUAGE sql AS $$ SELECT pgturso._schedule(mv, 'mv', schedule) $$;
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT pgturso._schedule(mv, 'mv', schedule) $$;
 
--- Removes the job of a replication; with drop_slot, also its slot and state.
+-- Removes the job of a replication; with drop_slot, also its slot and state. The name is resolved
+-- here, in the caller's search_path; the work is done by pgturso._unschedule.
 CREATE FUNCTION @extschema@.turso_unschedule(name text, drop_slot boolean DEFAULT false) RETURNS boolean
-LANGUAGE plpgsql AS $$
+LANGUAGE sql AS $$ SELECT pgturso._unschedule(name, to_regclass(name), drop_slot) $$;
+
+CREATE FUNCTION pgturso._unschedule(name text, rel regclass, drop_slot boolean) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pgturso.replications;
-    rel regclass := to_regclass(name);
 BEGIN
     SELECT * INTO r FROM pgturso.replications p
-     WHERE p.name = turso_unschedule.name OR (rel IS NOT NULL AND p.relid = rel);
+     WHERE p.name = _unschedule.name OR (rel IS NOT NULL AND p.relid = rel);
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no replication named "%"', name
             USING ERRCODE = 'undefined_object',
                   HINT = 'See the replications in turso_replication_status.';
     END IF;
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = r.relid) THEN
+        PERFORM pgturso._authorize(r.relid::regclass, r.kind, 'turso_unschedule(text, boolean)');
+    ELSIF NOT (SELECT a.rolsuper FROM pg_catalog.pg_roles a WHERE a.rolname = session_user) THEN
+        RAISE EXCEPTION 'permission denied to remove the replication of "%"', r.name
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The relation no longer exists, so no privilege on it can be checked: a superuser can remove its replication.';
+    END IF;
     IF r.cron_jobid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
-        EXECUTE 'SELECT cron.unschedule($1)' USING r.cron_jobid;
+        EXECUTE 'SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobid = $1' USING r.cron_jobid;
     END IF;
     IF drop_slot THEN
         IF r.slot IS NOT NULL AND EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = r.slot) THEN
@@ -456,3 +515,17 @@ SELECT coalesce(pgturso._qualified(r.relid::regclass), r.name) AS name,
        r.last_rows
 FROM pgturso.replications r
 LEFT JOIN pg_replication_slots s ON s.slot_name = r.slot;
+
+-- Nothing here is callable by PUBLIC but what checks its caller itself: the user-facing functions
+-- are granted by an administrator (see the README's Least privilege), the scheduled jobs call
+-- pgturso._run / _run_every, and turso_unschedule calls pgturso._unschedule. (Functions in a view
+-- run with the querying role's rights, hence _qualified.)
+REVOKE ALL ON ALL ROUTINES IN SCHEMA pgturso FROM PUBLIC;
+GRANT USAGE ON SCHEMA pgturso TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgturso._run(oid), pgturso._unschedule(text, regclass, boolean) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pgturso._qualified(regclass) TO PUBLIC;   -- used by turso_replication_status
+GRANT EXECUTE ON PROCEDURE pgturso._run_every(oid, int) TO PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.turso_replicate_table(regclass), @extschema@.turso_replicate_mv(regclass),
+    @extschema@.turso_schedule_table_replication(regclass, text),
+    @extschema@.turso_schedule_mv_replication(regclass, text),
+    @extschema@.turso_unschedule(text, boolean) FROM PUBLIC;

@@ -39,6 +39,29 @@ fn db_with_one_row(name: &str, sqld: &Sqld) -> postgres::Client {
     c
 }
 
+/// The README's least-privilege grants (section "Least privilege") for `role`, on table `table`:
+/// no REPLICATION, no right on pgturso's state, no token.
+fn least_privilege_role(c: &mut postgres::Client, role: &str, table: &str) {
+    c.batch_execute(&format!(
+        "DROP ROLE IF EXISTS {role};
+         CREATE ROLE {role} LOGIN;
+         GRANT EXECUTE ON FUNCTION turso_replicate_table(regclass), turso_replicate_mv(regclass),
+             turso_schedule_table_replication(regclass, text), turso_schedule_mv_replication(regclass, text),
+             turso_unschedule(text, boolean) TO {role};
+         GRANT SELECT ON turso_replication_status TO {role};
+         GRANT SELECT ON {table} TO {role};"
+    ))
+    .unwrap();
+}
+
+fn connect_as(user: &str, db: &str) -> postgres::Client {
+    postgres::Client::connect(
+        &format!("host=127.0.0.1 port={} user={user} dbname={db}", pg().port),
+        postgres::NoTls,
+    )
+    .unwrap()
+}
+
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ok() {
@@ -121,6 +144,27 @@ fn verbatim_example_schedules_and_the_jobs_replicate_by_themselves() {
         "1",
         "one slot, for the table"
     );
+    // Beside it, the README's least-privilege role schedules a table of its own: its job runs as
+    // that role (not as the extension owner the functions run as), without REPLICATION.
+    c.batch_execute("DROP TABLE IF EXISTS lp_t; CREATE TABLE lp_t(id int PRIMARY KEY); INSERT INTO lp_t VALUES (1)")
+        .unwrap();
+    least_privilege_role(&mut c, "lp_cron", "lp_t");
+    let mut lp = connect_as("lp_cron", "postgres");
+    let lp_job = one(
+        &mut lp,
+        "SELECT turso_schedule_table_replication('lp_t', '5 seconds')",
+    )
+    .unwrap();
+    assert_eq!(
+        one(
+            &mut c,
+            &format!("SELECT username FROM cron.job WHERE jobid = {lp_job}")
+        )
+        .unwrap(),
+        "lp_cron"
+    );
+    assert_eq!(count(&sqld, "lp_t"), 1, "the initial copy");
+    c.batch_execute("INSERT INTO lp_t VALUES (2)").unwrap();
     // The initial sync ran at scheduling time.
     assert_eq!(count(&sqld, "testview"), 42);
     assert_eq!(count(&sqld, "t"), 50);
@@ -141,6 +185,7 @@ fn verbatim_example_schedules_and_the_jobs_replicate_by_themselves() {
             && count(sqld, "t") == 50
             && sqld.query("SELECT v2 FROM testview WHERE id = 1") == vec![vec![json!("changed")]]
             && count(sqld, "testview") == 41
+            && count(sqld, "lp_t") == 2
     };
     wait_for("the scheduled jobs", Duration::from_secs(150), || {
         replicated(&sqld)
@@ -163,6 +208,11 @@ fn verbatim_example_schedules_and_the_jobs_replicate_by_themselves() {
         status,
         vec![
             vec![
+                Some("public.lp_t".into()),
+                Some("true".into()),
+                Some("ok".into())
+            ],
+            vec![
                 Some("public.t".into()),
                 Some("true".into()),
                 Some("ok".into())
@@ -179,6 +229,15 @@ fn verbatim_example_schedules_and_the_jobs_replicate_by_themselves() {
         one(&mut c, "SELECT turso_unschedule('testview')").unwrap(),
         "t"
     );
+    assert_eq!(
+        one(
+            &mut lp,
+            "SELECT turso_unschedule('lp_t', drop_slot => true)"
+        )
+        .unwrap(),
+        "t"
+    );
+    drop(lp);
     assert_eq!(
         one(
             &mut c,
@@ -203,7 +262,7 @@ fn verbatim_example_schedules_and_the_jobs_replicate_by_themselves() {
         .batch_execute("SELECT turso_unschedule('public.t')")
         .unwrap_err();
     assert!(db_error(&err).1.contains("no replication named"), "{err}");
-    c.batch_execute("DROP EXTENSION pgturso CASCADE; DROP SCHEMA IF EXISTS pgturso CASCADE; DROP MATERIALIZED VIEW testview; DROP TABLE t").unwrap();
+    c.batch_execute("DROP EXTENSION pgturso CASCADE; DROP SCHEMA IF EXISTS pgturso CASCADE; DROP MATERIALIZED VIEW testview; DROP TABLE t, lp_t; DROP ROLE lp_cron").unwrap();
 }
 
 #[test]
@@ -339,16 +398,21 @@ fn missing_credentials_functions_are_explained() {
         .unwrap_err();
     let (code, msg, _, hint) = db_error(&err);
     assert_eq!(code, "42883");
-    assert_eq!(msg, "function turso_url() does not exist");
+    assert_eq!(msg, "function public.turso_url() does not exist");
     assert!(
-        hint.contains("CREATE FUNCTION turso_url() RETURNS text"),
+        hint.contains("in schema public, returning your Turso database URL: CREATE FUNCTION public.turso_url() RETURNS text"),
         "{hint}"
     );
     c.batch_execute("CREATE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT 'http://127.0.0.1:1/' $$").unwrap();
     let err = c
         .batch_execute("SELECT turso_schedule_table_replication('t', '5 seconds')")
         .unwrap_err();
-    assert_eq!(db_error(&err).1, "function turso_token() does not exist");
+    let (_, msg, _, hint) = db_error(&err);
+    assert_eq!(msg, "function public.turso_token() does not exist");
+    assert!(
+        hint.contains("REVOKE ALL ON FUNCTION public.turso_token() FROM PUBLIC"),
+        "{hint}"
+    );
     // The plugin itself needs no extension objects: decoding works without them.
     assert_eq!(
         one(&mut c, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgturso_%' AND database = current_database()").unwrap(),
@@ -519,33 +583,46 @@ fn a_credentials_function_earlier_on_the_search_path_redirects_nothing() {
         one(&mut c, "SELECT count(*) FROM attacker.stolen").unwrap(),
         "0"
     );
-    // A recorded function dropped and created anew is an error that says how to record it.
+    // A recorded function dropped and created anew is looked up again, in the extension's schema.
     c.batch_execute(&format!(
         "RESET search_path; DROP FUNCTION public.turso_url();
-         CREATE FUNCTION public.turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$;",
+         CREATE FUNCTION public.turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$;
+         INSERT INTO t VALUES (3, 'c')",
         sqld.url()
     ))
-    .unwrap();
-    let err = c
-        .batch_execute("SELECT turso_replicate_table('t')")
-        .unwrap_err();
-    let (code, message, _, hint) = db_error(&err);
-    assert_eq!(code, "42883", "{message}");
-    assert!(message.contains("no longer exists"), "{message}");
-    assert!(
-        hint.contains("UPDATE pgturso.replications SET url_fn"),
-        "{hint}"
-    );
-    c.batch_execute(
-        "UPDATE pgturso.replications SET url_fn = 'public.turso_url()'::regprocedure;
-         INSERT INTO t VALUES (3, 'c')",
-    )
     .unwrap();
     assert_eq!(
         one(&mut c, "SELECT turso_replicate_table('t')").unwrap(),
         "1"
     );
     assert_eq!(count(&sqld, "t"), 3);
+    // One that a role other than a superuser owns would run that role's code with the extension
+    // owner's rights: refused, with the fix in the hint.
+    c.batch_execute(
+        "DROP ROLE IF EXISTS pinned_owner; CREATE ROLE pinned_owner;
+         ALTER FUNCTION public.turso_url() OWNER TO pinned_owner;
+         INSERT INTO t VALUES (4, 'd')",
+    )
+    .unwrap();
+    let err = c
+        .batch_execute("SELECT turso_replicate_table('t')")
+        .unwrap_err();
+    let (code, message, _, hint) = db_error(&err);
+    assert_eq!(code, "42501", "{message}");
+    assert!(message.contains("not a superuser"), "{message}");
+    assert!(
+        hint.contains("ALTER FUNCTION public.turso_url() OWNER TO"),
+        "{hint}"
+    );
+    c.batch_execute(
+        "ALTER FUNCTION public.turso_url() OWNER TO CURRENT_USER; DROP ROLE pinned_owner",
+    )
+    .unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('t')").unwrap(),
+        "1"
+    );
+    assert_eq!(count(&sqld, "t"), 4);
 }
 
 /// The README's least-privilege role, used for real: a non-superuser replicates through the SQL
@@ -556,34 +633,23 @@ fn least_privilege_role_and_no_token_in_the_log_at_debug5() {
     let mut c = pg().fresh_db("lp");
     let token = sqld.token().to_string();
     c.batch_execute(&format!(
-        "DROP ROLE IF EXISTS lp_sync; DROP ROLE IF EXISTS lp_other;
+        "DROP ROLE IF EXISTS lp_other;
          CREATE EXTENSION IF NOT EXISTS pgturso;
-         CREATE ROLE lp_sync LOGIN REPLICATION;
          CREATE ROLE lp_other LOGIN;
-         GRANT USAGE, CREATE ON SCHEMA pgturso TO lp_sync;
-         GRANT SELECT, INSERT, UPDATE, DELETE ON pgturso.replications TO lp_sync;
-         GRANT EXECUTE ON ALL ROUTINES IN SCHEMA pgturso TO lp_sync;
-         GRANT SELECT ON turso_replication_status TO lp_sync;
          CREATE TABLE t(id int primary key, v text);
          INSERT INTO t VALUES (1, 'a');
-         GRANT SELECT ON t TO lp_sync;
+         CREATE TABLE hidden(id int primary key);
          CREATE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{url}' $$;
          CREATE TABLE turso_secret(token text NOT NULL);
          INSERT INTO turso_secret VALUES ('{token}');
-         CREATE FUNCTION turso_token() RETURNS text LANGUAGE sql STABLE SECURITY DEFINER
-             SET search_path = pg_catalog AS $$ SELECT token FROM public.turso_secret $$;
-         REVOKE ALL ON FUNCTION turso_token() FROM PUBLIC;
-         GRANT EXECUTE ON FUNCTION turso_token() TO lp_sync;",
+         CREATE FUNCTION turso_token() RETURNS text LANGUAGE sql STABLE
+             AS $$ SELECT token FROM public.turso_secret $$;
+         REVOKE ALL ON FUNCTION turso_token() FROM PUBLIC;",
         url = sqld.url()
     ))
     .unwrap();
-    let connect = |user: &str| {
-        postgres::Client::connect(
-            &format!("host=127.0.0.1 port={} user={user} dbname=lp", pg().port),
-            postgres::NoTls,
-        )
-        .unwrap()
-    };
+    least_privilege_role(&mut c, "lp_sync", "t");
+    let connect = |user: &str| connect_as(user, "lp");
     let mut sync = connect("lp_sync");
     assert_eq!(
         one(&mut sync, "SELECT turso_replicate_table('t')").unwrap(),
@@ -597,6 +663,69 @@ fn least_privilege_role_and_no_token_in_the_log_at_debug5() {
         "1"
     );
     assert_eq!(count(&sqld, "t"), 2);
+    assert_eq!(
+        one(
+            &mut sync,
+            "SELECT last_status FROM turso_replication_status"
+        )
+        .unwrap(),
+        "ok"
+    );
+    // The role that runs replication cannot skip transactions, read the token or send data of its
+    // own: no slot functions (no REPLICATION), no write on the bookkeeping, no internal function.
+    let slot = one(&mut c, "SELECT slot FROM pgturso.replications").unwrap();
+    c.batch_execute("INSERT INTO t VALUES (3, 'c')").unwrap();
+    for sql in [
+        format!("SELECT pg_replication_slot_advance('{slot}', pg_current_wal_lsn())"),
+        format!("SELECT pg_drop_replication_slot('{slot}')"),
+        format!("SELECT count(*) FROM pg_logical_slot_get_changes('{slot}', NULL, NULL)"),
+        "UPDATE pgturso.replications SET copy_snapshot = NULL, synced = true".into(),
+        "SELECT turso_token()".into(),
+        "SELECT * FROM pgturso._credentials()".into(),
+        format!("SELECT * FROM pgturso._sync_rows('t'::regclass, '{}', NULL, true, NULL, 'SELECT * FROM t')", sqld.url()),
+        "SELECT pgturso._pin_credentials('t', 0, 0)".into(),
+    ] {
+        let err = sync.batch_execute(&sql).unwrap_err();
+        assert_eq!(db_error(&err).0, "42501", "{sql}: {err:?}");
+    }
+    // What it may not read, it may not replicate.
+    let err = sync
+        .batch_execute("SELECT turso_replicate_table('hidden')")
+        .unwrap_err();
+    let (code, message, _, hint) = db_error(&err);
+    assert_eq!(code, "42501", "{message}");
+    assert!(
+        hint.contains("GRANT SELECT ON public.hidden TO lp_sync"),
+        "{hint}"
+    );
+    assert!(!sqld.table_exists("hidden"));
+    // Nothing was skipped: the next run brings row 3.
+    assert_eq!(
+        one(&mut sync, "SELECT turso_replicate_table('t')").unwrap(),
+        "1"
+    );
+    assert_eq!(count(&sqld, "t"), 3);
+    // A role without the grants can neither run nor remove a replication, not even through the
+    // function the scheduled jobs call; the bookkeeping keeps the last run.
+    let mut other = connect("lp_other");
+    let relid = one(&mut c, "SELECT 't'::regclass::oid").unwrap();
+    for sql in [
+        "SELECT turso_replicate_table('t')".to_string(),
+        format!("SELECT pgturso._run({relid})"),
+        "SELECT pgturso._unschedule('t', 't', true)".into(),
+        "SELECT turso_unschedule('t', true)".into(),
+    ] {
+        let err = other.batch_execute(&sql).unwrap_err();
+        assert_eq!(db_error(&err).0, "42501", "{sql}: {err:?}");
+    }
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT last_status || ' ' || last_rows FROM pgturso.replications"
+        )
+        .unwrap(),
+        "ok 1"
+    );
     let mut other = connect("lp_other");
     let err = other.batch_execute("SELECT turso_token()").unwrap_err();
     assert_eq!(db_error(&err).0, "42501");
@@ -607,7 +736,7 @@ fn least_privilege_role_and_no_token_in_the_log_at_debug5() {
     // debug5, through the SQL API: the token is neither in the statements nor in any log line.
     c.batch_execute("SET log_min_messages = debug5; SET log_min_error_statement = debug5")
         .unwrap();
-    c.batch_execute("INSERT INTO t VALUES (3, 'c')").unwrap();
+    c.batch_execute("INSERT INTO t VALUES (5, 'e')").unwrap();
     assert_eq!(
         one(&mut c, "SELECT turso_replicate_table('t')").unwrap(),
         "1"
