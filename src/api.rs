@@ -89,7 +89,7 @@ mod pgturso {
                         r.change(table, change)?;
                         sent += 1;
                     }
-                    Ok(())
+                    Ok::<(), PgTursoError>(())
                 })
             };
             if let Some(q) = delete_query {

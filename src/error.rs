@@ -4,6 +4,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode;
 
 use crate::turso::client::ClientError;
+use crate::turso::sql::StmtError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgTursoError {
@@ -73,6 +74,23 @@ pub enum PgTursoError {
         column: String,
         reason: String,
     },
+}
+
+impl From<StmtError> for PgTursoError {
+    fn from(e: StmtError) -> Self {
+        match e {
+            StmtError::SchemaChange { table, what } => PgTursoError::SchemaChange { table, what },
+            StmtError::NoReplicaIdentity {
+                table,
+                quoted,
+                operation,
+            } => PgTursoError::NoReplicaIdentity {
+                table,
+                quoted,
+                operation,
+            },
+        }
+    }
 }
 
 impl PgTursoError {

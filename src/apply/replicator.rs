@@ -4,7 +4,8 @@
 //! stream. It is sent in pieces when it outgrows the request limits, and its last request also
 //! upserts the progress row `(system_id, slot) -> commit LSN`. Transactions at or below the stored
 //! LSN are skipped, so re-decoding after a failure never applies anything twice. Plain Rust: the
-//! transport is a trait, so this is tested without a network.
+//! transport is a trait, so this is tested without a network. The progress row and its guard are
+//! in `progress`, the Turso tables' bookkeeping in `schema`, streamed transactions in `streaming`.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
@@ -266,72 +267,6 @@ impl<T: Transport> Replicator<T> {
         });
     }
 
-    /// Whether the current transaction is already in Turso (reads the progress row once).
-    fn should_skip(&mut self) -> Result<bool, PgTursoError> {
-        let lsn = self
-            .txn
-            .as_ref()
-            .expect("change callback runs inside a transaction")
-            .lsn;
-        if let Some(skip) = self.txn.as_ref().and_then(|t| t.skip) {
-            return Ok(skip);
-        }
-        let skip = self.applied()?.is_some_and(|a| lsn <= a);
-        self.txn.as_mut().expect("checked above").skip = Some(skip);
-        Ok(skip)
-    }
-
-    /// The LSN of the last transaction Turso has from this slot (read once per session).
-    fn applied(&mut self) -> Result<Option<u64>, PgTursoError> {
-        if let Some(a) = self.applied_lsn {
-            return Ok(a);
-        }
-        let progress =
-            self.retrying(Self::read_progress)
-                .map_err(|source| PgTursoError::Progress {
-                    slot: self.slot.clone(),
-                    source,
-                })?;
-        if let Some(p) = progress {
-            self.check_history(&p)?;
-        }
-        let a = progress.map(|p| p.lsn);
-        self.applied_lsn = Some(a);
-        Ok(a)
-    }
-
-    /// See [`Replicator::with_history`].
-    fn check_history(&self, p: &Progress) -> Result<(), PgTursoError> {
-        let Some((confirmed, commit_at)) = self.history else {
-            return Ok(());
-        };
-        if p.lsn < confirmed {
-            // Nothing decoded from here on is at or below it: nothing is skipped by it.
-            return Ok(());
-        }
-        let why = match commit_at(p.lsn) {
-            None => format!(
-                "this server's WAL has no transaction committing at {}",
-                format_lsn(p.lsn)
-            ),
-            Some((xid, time))
-                if p.xid.is_some_and(|x| x != xid) || p.commit_time.is_some_and(|t| t != time) =>
-            {
-                format!(
-                    "the transaction committing there is another one (xid {xid}, where Turso has xid {})",
-                    p.xid.map_or_else(|| "?".to_string(), |x| x.to_string())
-                )
-            }
-            Some(_) => return Ok(()),
-        };
-        Err(PgTursoError::Diverged {
-            slot: self.slot.clone(),
-            system_id: self.system_id.clone(),
-            lsn: format_lsn(p.lsn),
-            why,
-        })
-    }
-
     /// A read-only request, retried on transient failures.
     fn retrying<R>(
         &mut self,
@@ -388,63 +323,6 @@ impl<T: Transport> Replicator<T> {
         last.ok_or_else(|| ClientError::Protocol(format!("missing result for the {what} query")))
     }
 
-    fn read_progress(&mut self) -> Result<Option<Progress>, ClientError> {
-        let select = || {
-            format!(
-                "SELECT \"lsn\", \"xid\", \"commit_time\" FROM {} WHERE \"system_id\" = ? AND \"slot\" = ?",
-                sql::quote_ident(PROGRESS_TABLE)
-            )
-        };
-        let args = vec![
-            Value::Text(self.system_id.clone()),
-            Value::Text(self.slot.clone()),
-        ];
-        let result = match self.read_bookkeeping(progress_ddl(), select(), args.clone(), "progress")
-        {
-            // A progress table made by pgturso before 0.2 lacks the identity columns.
-            Err(ClientError::Stream { message, .. })
-                if message.contains("no such column: xid")
-                    || message.contains("no such column: commit_time") =>
-            {
-                self.migrate_progress()?;
-                self.read_bookkeeping(progress_ddl(), select(), args, "progress")?
-            }
-            other => other?,
-        };
-        let Some(row) = result.rows.first() else {
-            return Ok(None);
-        };
-        let lsn = row
-            .first()
-            .and_then(|v| v.as_i64())
-            .ok_or_else(|| ClientError::Protocol(format!("unexpected progress value {row:?}")))?;
-        let int = |i: usize| row.get(i).and_then(|v| v.as_i64());
-        Ok(Some(Progress {
-            lsn: lsn as u64,
-            xid: int(1).map(|x| x as u32),
-            commit_time: int(2),
-        }))
-    }
-
-    /// Adds the identity columns to a progress table made before they existed.
-    fn migrate_progress(&mut self) -> Result<(), ClientError> {
-        let alter = |col: &str| {
-            hrana::query(
-                &format!(
-                    "ALTER TABLE {} ADD COLUMN \"{col}\" INTEGER",
-                    sql::quote_ident(PROGRESS_TABLE)
-                ),
-                vec![],
-            )
-        };
-        let req = PipelineRequest {
-            baton: None,
-            requests: vec![alter("xid"), alter("commit_time"), StreamRequest::Close],
-        };
-        // A column another session added meanwhile fails here as a duplicate: ignored.
-        self.transport.pipeline(None, &req).map(|_| ())
-    }
-
     /// Adds one row change of `table`; returns false when the transaction is skipped.
     pub fn change(&mut self, table: &Table, change: RowChange) -> Result<bool, PgTursoError> {
         if self.should_skip()? {
@@ -490,97 +368,6 @@ impl<T: Transport> Replicator<T> {
         }
         self.txn.as_mut().expect("inside a transaction").changes += 1;
         Ok(true)
-    }
-
-    /// Makes sure the Turso table exists with `table`'s shape before its data: created when new,
-    /// altered (in this same Turso transaction) when the PostgreSQL table changed.
-    fn ensure_table(&mut self, table: &Table) -> Result<(), PgTursoError> {
-        let sig = shape_signature(table);
-        let txn = self.txn.as_ref().expect("inside a transaction");
-        // The table's latest shape, in this transaction or before: a table can go back to an
-        // earlier shape (a column renamed back), which then needs ALTERs again.
-        let latest = txn
-            .created
-            .iter()
-            .rev()
-            .find(|(source, _)| *source == table.source)
-            .map(|(_, sig)| sig)
-            .or_else(|| self.ensured.get(&table.source));
-        if latest == Some(sig) {
-            return Ok(());
-        }
-        let sig = sig.clone();
-        let wanted = KnownTable::of(table);
-        if self.known.is_none() {
-            let loaded = self
-                .retrying(Self::read_known)
-                .map_err(|source| PgTursoError::Schema { source })?;
-            self.known = Some(loaded);
-        }
-        let txn = self.txn.as_ref().expect("inside a transaction");
-        // Two PostgreSQL tables must never share one Turso table (SQLite ignores case in names).
-        let lower = table.turso_name.to_lowercase();
-        let taken = txn
-            .known
-            .iter()
-            .map(|(s, k)| (s, k))
-            .chain(self.known.iter().flatten())
-            .any(|(source, k)| *source != table.source && k.turso_name.to_lowercase() == lower);
-        if taken {
-            return Err(PgTursoError::NameConflict {
-                table: table.display_name(),
-                turso: table.turso_name.clone(),
-            });
-        }
-        let current = txn
-            .known
-            .iter()
-            .rev()
-            .find(|(s, _)| *s == table.source)
-            .map(|(_, k)| k)
-            .or_else(|| self.known.as_ref().and_then(|k| k.get(&table.source)))
-            .cloned();
-        let mut stmts = match &current {
-            Some(k) if *k != wanted => sql::alter_table(k, table)?,
-            // Also when known: recreates a table dropped in Turso by hand.
-            _ => vec![sql::create_table(table)],
-        };
-        if current.as_ref() != Some(&wanted) {
-            stmts.push(schema_upsert(&self.system_id, &table.source, &wanted));
-        }
-        let txn = self.txn.as_mut().expect("inside a transaction");
-        txn.created.push((table.source.clone(), sig));
-        txn.known.push((table.source.clone(), wanted));
-        for stmt in stmts {
-            self.push(stmt)?;
-        }
-        Ok(())
-    }
-
-    fn read_known(&mut self) -> Result<HashMap<String, KnownTable>, ClientError> {
-        let result = self.read_bookkeeping(
-            schema_ddl(),
-            format!(
-                "SELECT \"source\", \"definition\" FROM {} WHERE \"system_id\" = ?",
-                sql::quote_ident(SCHEMA_TABLE)
-            ),
-            vec![Value::Text(self.system_id.clone())],
-            "schema",
-        )?;
-        let mut out = HashMap::new();
-        for row in result.rows {
-            if let [hrana::WireValue::Text { value: source }, hrana::WireValue::Text { value: def }] =
-                row.as_slice()
-            {
-                let known = serde_json::from_str(def).map_err(|e| {
-                    ClientError::Protocol(format!(
-                        "unreadable {SCHEMA_TABLE} row for {source}: {e}"
-                    ))
-                })?;
-                out.insert(source.clone(), known);
-            }
-        }
-        Ok(out)
     }
 
     /// Flushes first when adding `size` bytes would overflow the request limits.
@@ -887,17 +674,6 @@ impl<T: Transport> Replicator<T> {
     }
 }
 
-/// `table`'s source and Turso shape as text, computed once per table description, not per change.
-fn shape_signature(table: &Table) -> &String {
-    table.shape.get_or_init(|| {
-        format!(
-            "{} {}",
-            table.source,
-            serde_json::to_string(&KnownTable::of(table)).expect("plain data serializes")
-        )
-    })
-}
-
 /// A transport error of a decoded transaction (named by its LSN) or of a copy.
 fn wrap_error(tracked: bool, lsn: u64, source: ClientError) -> PgTursoError {
     if tracked {
@@ -932,104 +708,6 @@ fn key_hash(table: &Table, cols: &[usize], values: &[Value]) -> u64 {
 fn close_group(txn: &mut Txn) {
     if let Some(g) = txn.group.take() {
         txn.pending.push(g.into_stmt());
-    }
-}
-
-fn schema_ddl() -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {} (\"system_id\" TEXT NOT NULL, \"source\" TEXT NOT NULL, \"turso_name\" TEXT NOT NULL, \"definition\" TEXT NOT NULL, PRIMARY KEY (\"system_id\", \"source\"))",
-        sql::quote_ident(SCHEMA_TABLE)
-    )
-}
-
-fn schema_upsert(system_id: &str, source: &str, known: &KnownTable) -> Stmt {
-    Stmt::new(
-        format!(
-            "INSERT INTO {} (\"system_id\", \"source\", \"turso_name\", \"definition\") VALUES (?, ?, ?, ?) ON CONFLICT (\"system_id\", \"source\") DO UPDATE SET \"turso_name\" = excluded.\"turso_name\", \"definition\" = excluded.\"definition\"",
-            sql::quote_ident(SCHEMA_TABLE)
-        ),
-        vec![
-            Value::Text(system_id.to_string()),
-            Value::Text(source.to_string()),
-            Value::Text(known.turso_name.clone()),
-            Value::Text(serde_json::to_string(known).expect("plain data serializes")),
-        ],
-    )
-}
-
-fn progress_ddl() -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {} (\"system_id\" TEXT NOT NULL, \"slot\" TEXT NOT NULL, \"lsn\" INTEGER NOT NULL, \"lsn_text\" TEXT NOT NULL, \"updated_at\" TEXT NOT NULL, \"xid\" INTEGER, \"commit_time\" INTEGER, PRIMARY KEY (\"system_id\", \"slot\"))",
-        sql::quote_ident(PROGRESS_TABLE)
-    )
-}
-
-/// Records `p` as the slot's progress; it only ever moves forward.
-fn progress_upsert(system_id: &str, slot: &str, p: &Progress) -> Stmt {
-    let t = sql::quote_ident(PROGRESS_TABLE);
-    Stmt::new(
-        format!(
-            "INSERT INTO {t} (\"system_id\", \"slot\", \"lsn\", \"lsn_text\", \"updated_at\", \"xid\", \"commit_time\") VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?, ?) ON CONFLICT (\"system_id\", \"slot\") DO UPDATE SET \"lsn\" = excluded.\"lsn\", \"lsn_text\" = excluded.\"lsn_text\", \"updated_at\" = excluded.\"updated_at\", \"xid\" = excluded.\"xid\", \"commit_time\" = excluded.\"commit_time\" WHERE excluded.\"lsn\" > {t}.\"lsn\""
-        ),
-        vec![
-            Value::Text(system_id.to_string()),
-            Value::Text(slot.to_string()),
-            Value::Integer(p.lsn as i64),
-            Value::Text(format_lsn(p.lsn)),
-            p.xid.map_or(Value::Null, |x| Value::Integer(x.into())),
-            p.commit_time.map_or(Value::Null, Value::Integer),
-        ],
-    )
-}
-
-/// Deletes a slot's progress row: an initial copy made for a new slot starts its history anew.
-fn progress_reset(system_id: &str, slot: &str) -> Vec<Stmt> {
-    vec![
-        Stmt::new(progress_ddl(), vec![]),
-        Stmt::new(
-            format!(
-                "DELETE FROM {} WHERE \"system_id\" = ? AND \"slot\" = ?",
-                sql::quote_ident(PROGRESS_TABLE)
-            ),
-            vec![
-                Value::Text(system_id.to_string()),
-                Value::Text(slot.to_string()),
-            ],
-        ),
-    ]
-}
-
-/// What SQLite says when [`progress_guard`] refuses a transaction.
-const GUARD_REFUSAL: &str = "NOT NULL constraint failed: _pgturso_progress.lsn";
-
-/// The first statement of a decoded transaction's first request, inside its Turso transaction:
-/// it fails (a NOT NULL violation, and so every later step of the batch is skipped) when the
-/// progress row of this slot has reached `lsn`, that is when Turso has the transaction already.
-/// It updates nothing otherwise, but takes Turso's write lock, so no other writer can move the
-/// progress row before this transaction commits.
-fn progress_guard(system_id: &str, slot: &str, lsn: u64) -> Stmt {
-    Stmt::new(
-        format!(
-            "UPDATE {} SET \"lsn\" = NULL WHERE \"system_id\" = ? AND \"slot\" = ? AND \"lsn\" >= ?",
-            sql::quote_ident(PROGRESS_TABLE)
-        ),
-        vec![
-            Value::Text(system_id.to_string()),
-            Value::Text(slot.to_string()),
-            Value::Integer(lsn as i64),
-        ],
-    )
-}
-
-/// The batch of `resp` failed at its first statement, the [`progress_guard`].
-fn guard_refused(resp: &PipelineResponse, layout: &hrana::BatchLayout) -> bool {
-    match resp.results.first() {
-        Some(StreamResult::Ok {
-            response: StreamResponse::Batch { result },
-        }) => hrana::first_step_error(result).is_some_and(|(step, e)| {
-            step == layout.first_stmt && e.message.contains(GUARD_REFUSAL)
-        }),
-        _ => false,
     }
 }
 
@@ -1143,6 +821,11 @@ fn shorten(sql: &str) -> String {
     }
 }
 
+mod progress;
+mod schema;
 mod streaming;
+
+use progress::*;
+use schema::*;
 #[cfg(test)]
 mod tests;
