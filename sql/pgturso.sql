@@ -499,7 +499,254 @@ BEGIN
 END
 $$;
 
--- Every replication: its slot, schedule, position, lag, retained WAL and last run.
+-- Continuous replication of a publication by a background worker (turso_start / turso_stop).
+CREATE TABLE pgturso.publications (
+    id          serial PRIMARY KEY,
+    pubname     name NOT NULL UNIQUE,
+    slot        text NOT NULL,
+    owner       name NOT NULL,       -- the role that started it: its rights are checked at every step
+    url_fn      oid NOT NULL,
+    token_fn    oid NOT NULL,
+    copy_snapshots text,             -- {relid: snapshot} of the initial copies, until decoding passed them
+    enabled     boolean NOT NULL DEFAULT true,
+    state       text NOT NULL DEFAULT 'starting'
+                CHECK (state IN ('starting', 'streaming', 'error', 'stopped')),
+    pid         int,
+    started_at  timestamptz,
+    txns        bigint NOT NULL DEFAULT 0,   -- source transactions replicated
+    last_applied_at timestamptz,
+    last_error  text,
+    last_error_at timestamptz
+);
+REVOKE ALL ON pgturso.publications FROM PUBLIC;
+
+-- The process ids of the workers of publication replication id (one, or none; briefly two while
+-- one restarts).
+CREATE FUNCTION pgturso._workers(id int) RETURNS SETOF int
+LANGUAGE sql STABLE AS $$
+    SELECT a.pid FROM pg_catalog.pg_stat_activity a
+     WHERE a.backend_type = 'pgturso publication' AND a.application_name = 'pgturso publication ' || id
+$$;
+
+-- Raises unless the session's role may start or stop the replication of publication pub: EXECUTE
+-- on entry and ownership of the publication.
+CREATE FUNCTION pgturso._authorize_publication(who name, pub oid, entry text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    fn text := format('%I.%s', '@extschema@', entry);
+    p pg_publication;
+BEGIN
+    SELECT * INTO p FROM pg_publication WHERE oid = pub;
+    IF NOT has_function_privilege(who, fn, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function %', fn
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('A superuser can allow it: GRANT EXECUTE ON FUNCTION %s TO %I;', fn, who);
+    END IF;
+    IF NOT pg_has_role(who, p.pubowner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be the owner of publication % to replicate it', p.pubname
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('ALTER PUBLICATION %I OWNER TO %I;', p.pubname, who);
+    END IF;
+END
+$$;
+
+-- Starts replicating publication pub into Turso: its slot, the initial copy of every table in it
+-- (each copy consistent with the slot), then a background worker that streams its changes. The
+-- URL and token come from turso_url() and turso_token(), or from the functions named (owned by a
+-- superuser, as those). Starting a stopped replication resumes it where it stopped. Returns the
+-- worker's process id.
+CREATE FUNCTION @extschema@.turso_start(publication text, url_fn regprocedure DEFAULT NULL,
+                                        token_fn regprocedure DEFAULT NULL) RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p pg_publication;
+    r pgturso.publications;
+    slot text;
+    c record;
+    t record;
+    snaps jsonb := '{}';
+    first boolean := true;
+    snap text;
+BEGIN
+    SELECT * INTO p FROM pg_publication WHERE pubname = publication;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'publication "%" does not exist', publication
+            USING ERRCODE = 'undefined_object',
+                  HINT = format('Create it first, e.g. CREATE PUBLICATION %I FOR TABLE accounts, orders;', publication);
+    END IF;
+    PERFORM pgturso._authorize_publication(session_user, p.oid, 'turso_start(text, regprocedure, regprocedure)');
+    IF p.pubviaroot THEN
+        RAISE EXCEPTION 'publication "%" publishes through the partition root, which pgturso does not support yet', publication
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = format('ALTER PUBLICATION %I SET (publish_via_partition_root = false): each partition is then replicated into a Turso table of its own.', publication);
+    END IF;
+    SELECT * INTO r FROM pgturso.publications x WHERE x.pubname = publication;
+    IF FOUND THEN
+        IF r.enabled AND EXISTS (SELECT 1 FROM pgturso._workers(r.id)) THEN
+            RETURN (SELECT min(w) FROM pgturso._workers(r.id) w);   -- running already
+        END IF;
+        UPDATE pgturso.publications x SET enabled = true, state = 'starting', owner = session_user
+         WHERE x.id = r.id;
+    ELSE
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE EXCEPTION 'the initial copy of publication "%" needs READ COMMITTED', publication
+                USING ERRCODE = 'invalid_transaction_state',
+                      HINT = 'Call it outside a REPEATABLE READ or SERIALIZABLE transaction: each table''s copy must see every row committed before the slot was created.';
+        END IF;
+        -- The credentials first (no write yet: creating the slot must come before any).
+        SELECT * INTO c FROM pgturso._credentials_of(url_fn, token_fn);
+        slot := format('pgturso_pub_%s_%s', (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), p.oid);
+        IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = slot) THEN
+            PERFORM pg_drop_replication_slot(slot);
+        END IF;
+        PERFORM pg_create_logical_replication_slot(slot, 'pgturso');
+        -- As for a table's initial copy: every transaction running now has ended before a copy
+        -- is taken, so each copy's snapshot sees every one that committed; decoding skips, per
+        -- table, the transactions its copy saw.
+        PERFORM pgturso._wait_for_older(pg_current_xact_id());
+        FOR t IN SELECT DISTINCT format('%I.%I', pt.schemaname, pt.tablename)::regclass AS rel
+                   FROM pg_publication_tables pt WHERE pt.pubname = publication ORDER BY 1 LOOP
+            SELECT s.snapshot INTO snap
+              FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL, format('SELECT * FROM ONLY %s', t.rel),
+                                      CASE WHEN first THEN slot END) s;
+            first := false;
+            snaps := snaps || jsonb_build_object(t.rel::oid::text, snap);
+        END LOOP;
+        INSERT INTO pgturso.publications (pubname, slot, owner, url_fn, token_fn, copy_snapshots)
+        VALUES (publication, slot, session_user, c.url_fn, c.token_fn, CASE WHEN snaps <> '{}' THEN snaps::text END)
+        RETURNING * INTO r;
+    END IF;
+    r.pid := pgturso._launch(r.id, pg_current_xact_id()::text::bigint);
+    UPDATE pgturso.publications x SET pid = r.pid, started_at = now() WHERE x.id = r.id;
+    RETURN r.pid;
+END
+$$;
+
+-- The credentials from the functions named, or turso_url() / turso_token() of the extension's
+-- schema (see _credentials).
+CREATE FUNCTION pgturso._credentials_of(p_url_fn oid, p_token_fn oid, OUT url text, OUT token text,
+                                        OUT url_fn oid, OUT token_fn oid)
+LANGUAGE plpgsql AS $$
+BEGIN
+    url_fn := pgturso._credential_fn(p_url_fn, 'turso_url',
+        'returning your Turso database URL: CREATE FUNCTION %s() RETURNS text LANGUAGE sql AS $f$ SELECT ''http://127.0.0.1:8080/'' $f$;');
+    token_fn := pgturso._credential_fn(p_token_fn, 'turso_token',
+        'returning your Turso token (an empty string for a server without auth), readable only by superusers: CREATE FUNCTION %s() RETURNS text LANGUAGE sql AS $f$ SELECT token FROM public.turso_secret $f$; REVOKE ALL ON FUNCTION %1$s() FROM PUBLIC;');
+    url := pgturso._call_text(url_fn);
+    token := coalesce(pgturso._call_text(token_fn), '');
+    IF url IS NULL OR url = '' THEN
+        RAISE EXCEPTION '%() returned no URL', url_fn::regproc
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Make it return the Turso database URL, e.g. http://127.0.0.1:8080/.';
+    END IF;
+END
+$$;
+
+-- One step of a publication's worker: replicates what is pending (at most max_txns transactions)
+-- and records the outcome. Returns the transactions replicated, -1 after an error (recorded in
+-- the row), -2 when the replication is stopped or gone (the worker then exits).
+CREATE FUNCTION pgturso._publication_step(p_id int, max_txns int) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r pgturso.publications;
+    c record;
+    n bigint;
+BEGIN
+    SELECT * INTO r FROM pgturso.publications x WHERE x.id = p_id;
+    IF NOT FOUND OR NOT r.enabled THEN
+        RETURN -2;
+    END IF;
+    IF r.pid IS DISTINCT FROM pg_backend_pid() THEN
+        UPDATE pgturso.publications x SET pid = pg_backend_pid() WHERE x.id = p_id;
+    END IF;
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = r.pubname) THEN
+            RAISE EXCEPTION 'publication "%" does not exist', r.pubname
+                USING HINT = 'It was dropped: SELECT turso_stop(name, drop => true) removes its replication.';
+        END IF;
+        PERFORM pgturso._authorize_publication(r.owner, (SELECT oid FROM pg_publication WHERE pubname = r.pubname),
+                                               'turso_start(text, regprocedure, regprocedure)');
+        SELECT * INTO c FROM pgturso._credentials_of(r.url_fn, r.token_fn);
+        IF r.copy_snapshots IS NOT NULL THEN
+            n := (SELECT count(*) FROM pg_logical_slot_get_changes(r.slot, NULL, max_txns,
+                      'url', c.url, 'auth', c.token, 'publication_names', quote_ident(r.pubname),
+                      'skip_snapshots', r.copy_snapshots));
+        ELSE
+            n := (SELECT count(*) FROM pg_logical_slot_get_changes(r.slot, NULL, max_txns,
+                      'url', c.url, 'auth', c.token, 'publication_names', quote_ident(r.pubname)));
+        END IF;
+        UPDATE pgturso.publications x
+           SET state = 'streaming', txns = x.txns + n,
+               last_applied_at = CASE WHEN n > 0 THEN now() ELSE x.last_applied_at END,
+               -- A call that stopped short of max_txns reached the end of the WAL, past every copy.
+               copy_snapshots = CASE WHEN n < max_txns THEN NULL ELSE x.copy_snapshots END,
+               url_fn = c.url_fn, token_fn = c.token_fn
+         WHERE x.id = p_id
+           AND (x.state <> 'streaming' OR n > 0 OR x.copy_snapshots IS NOT NULL
+                OR x.url_fn <> c.url_fn OR x.token_fn <> c.token_fn);
+        RETURN n;
+    EXCEPTION WHEN OTHERS THEN
+        UPDATE pgturso.publications x SET state = 'error', last_error = SQLERRM, last_error_at = now()
+         WHERE x.id = p_id;
+        RETURN -1;
+    END;
+END
+$$;
+
+-- Stops the worker of publication pub's replication; with drop, also removes its slot and
+-- state (a later turso_start copies every table anew). Waits until the worker is gone.
+CREATE FUNCTION @extschema@.turso_stop(publication text, "drop" boolean DEFAULT false) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r pgturso.publications;
+    pub oid := (SELECT oid FROM pg_publication WHERE pubname = publication);
+    deadline timestamptz := clock_timestamp() + interval '30 seconds';
+BEGIN
+    SELECT * INTO r FROM pgturso.publications x WHERE x.pubname = publication;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no replication of publication "%"', publication
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'See the replications in turso_replication_status.';
+    END IF;
+    IF pub IS NOT NULL THEN
+        PERFORM pgturso._authorize_publication(session_user, pub, 'turso_stop(text, boolean)');
+    ELSIF NOT (SELECT a.rolsuper FROM pg_roles a WHERE a.rolname = session_user) THEN
+        RAISE EXCEPTION 'permission denied to stop the replication of publication "%"', publication
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The publication no longer exists, so its ownership cannot be checked: a superuser can stop its replication.';
+    END IF;
+    -- The worker reads enabled in its own transactions: it may restart (5 s after being
+    -- terminated) before this one commits, so it is terminated until it is gone and the slot free.
+    UPDATE pgturso.publications x SET enabled = false, state = 'stopped', pid = NULL WHERE x.id = r.id;
+    LOOP
+        -- By name, and by the process id turso_start recorded (a worker names itself only once
+        -- it has connected).
+        PERFORM pg_terminate_backend(a.pid) FROM pg_stat_activity a
+          WHERE a.backend_type = 'pgturso publication'
+            AND (a.pid = r.pid OR a.pid IN (SELECT w FROM pgturso._workers(r.id) w));
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                               WHERE a.backend_type = 'pgturso publication'
+                                 AND (a.pid = r.pid OR a.pid IN (SELECT w FROM pgturso._workers(r.id) w)))
+              AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = r.slot AND s.active);
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'the worker of publication "%" did not stop within 30 seconds', publication
+                USING ERRCODE = 'object_in_use';
+        END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    IF "drop" THEN
+        IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = r.slot) THEN
+            PERFORM pg_drop_replication_slot(r.slot);
+        END IF;
+        DELETE FROM pgturso.publications x WHERE x.id = r.id;
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- Every replication (tables and views by the SQL API, publications by their workers): its slot,
+-- schedule, position, lag, retained WAL and last run (for a publication: last applied
+-- transaction, state, and transactions replicated in last_rows).
 CREATE VIEW @extschema@.turso_replication_status AS
 SELECT coalesce(pgturso._qualified(r.relid::regclass), r.name) AS name,
        r.kind,
@@ -514,7 +761,22 @@ SELECT coalesce(pgturso._qualified(r.relid::regclass), r.name) AS name,
        r.last_error,
        r.last_rows
 FROM pgturso.replications r
-LEFT JOIN pg_replication_slots s ON s.slot_name = r.slot;
+LEFT JOIN pg_replication_slots s ON s.slot_name = r.slot
+UNION ALL
+SELECT p.pubname::text,
+       'publication',
+       p.slot,
+       NULL,
+       p.enabled AND EXISTS (SELECT 1 FROM pgturso._workers(p.id)),
+       s.confirmed_flush_lsn,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint,
+       p.last_applied_at,
+       p.state,
+       p.last_error,
+       p.txns
+FROM pgturso.publications p
+LEFT JOIN pg_replication_slots s ON s.slot_name = p.slot;
 
 -- Nothing here is callable by PUBLIC but what checks its caller itself: the user-facing functions
 -- are granted by an administrator (see the README's Least privilege), the scheduled jobs call
@@ -523,9 +785,10 @@ LEFT JOIN pg_replication_slots s ON s.slot_name = r.slot;
 REVOKE ALL ON ALL ROUTINES IN SCHEMA pgturso FROM PUBLIC;
 GRANT USAGE ON SCHEMA pgturso TO PUBLIC;
 GRANT EXECUTE ON FUNCTION pgturso._run(oid), pgturso._unschedule(text, regclass, boolean) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION pgturso._qualified(regclass) TO PUBLIC;   -- used by turso_replication_status
+GRANT EXECUTE ON FUNCTION pgturso._qualified(regclass), pgturso._workers(int) TO PUBLIC;   -- used by turso_replication_status
 GRANT EXECUTE ON PROCEDURE pgturso._run_every(oid, int) TO PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.turso_replicate_table(regclass), @extschema@.turso_replicate_mv(regclass),
     @extschema@.turso_schedule_table_replication(regclass, text),
     @extschema@.turso_schedule_mv_replication(regclass, text),
-    @extschema@.turso_unschedule(text, boolean) FROM PUBLIC;
+    @extschema@.turso_unschedule(text, boolean),
+    @extschema@.turso_start(text, regprocedure, regprocedure), @extschema@.turso_stop(text, boolean) FROM PUBLIC;

@@ -146,7 +146,7 @@ impl PgTursoError {
                 "Re-sync Turso from this server: empty or drop the replicated tables in Turso and delete their progress row (DELETE FROM _pgturso_progress WHERE system_id = '{system_id}' AND slot = '{slot}'), then copy the tables again and replicate from a new slot. With the SQL API: SELECT turso_unschedule(name, drop_slot => true), then replicate or schedule the table again (its initial copy resets Turso's table and progress)."
             )),
             PgTursoError::UnknownOption { .. } => Some(
-                "Valid options are: url, auth, auth_file, table_name, ca_file, timeout_ms, retry_ms, keepalive_ms, max_request_records, max_request_bytes, streaming, decoding_work_mem, skip_snapshot.".to_string(),
+                "Valid options are: url, auth, auth_file, table_name, publication_names, ca_file, timeout_ms, retry_ms, keepalive_ms, max_request_records, max_request_bytes, streaming, decoding_work_mem, skip_snapshot, skip_snapshots.".to_string(),
             ),
             PgTursoError::MissingUrl => Some(
                 "Pass the Turso database URL, e.g. pg_logical_slot_get_changes('slot', NULL, NULL, 'url', 'http://127.0.0.1:8080/', 'auth', '<token>').".to_string(),

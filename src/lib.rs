@@ -3,7 +3,8 @@
 //!
 //! Data flows one way, and modules import only downwards: `decoding` (PostgreSQL's callbacks,
 //! the only unsafe code) → `apply` (exactly-once transactions) → `turso` (statements, Hrana,
-//! HTTP), all speaking the vocabulary of `model`.
+//! HTTP), all speaking the vocabulary of `model`. `api` and `worker` are the SQL-callable side:
+//! the helpers behind `sql/pgturso.sql`, and the background worker of a publication.
 
 mod api;
 pub mod apply;
@@ -12,5 +13,6 @@ pub mod error;
 pub mod model;
 pub mod options;
 pub mod turso;
+mod worker;
 
 ::pgrx::pg_module_magic!();

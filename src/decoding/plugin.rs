@@ -16,7 +16,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::apply::replicator::Replicator;
-use crate::decoding::tuple;
+use crate::decoding::{publication, tuple};
 use crate::error::PgTursoError;
 use crate::model::{RowChange, Table};
 use crate::options::{self, Options};
@@ -223,6 +223,7 @@ unsafe extern "C-unwind" fn pgturso_startup(
             Ok(o) => o,
             Err(e) => raise(e, &[]),
         };
+        publication::reset();
         let slot = CStr::from_ptr((*(*ctx).slot).data.name.data.as_ptr())
             .to_string_lossy()
             .into_owned();
@@ -359,11 +360,49 @@ unsafe fn in_change_cxt<T>(state: &State, f: impl FnOnce() -> T) -> T {
     }
 }
 
-fn wanted(options: &Options, table: &Table) -> bool {
-    options
+/// A change of kind `kind` to `table` (relation `relid`) by top-level transaction `xid` is
+/// replicated: it passes `table_name`, `publication_names` publish that kind of change of the
+/// table, and the table's initial copy (`skip_snapshots`) does not contain the transaction.
+///
+/// # Safety
+/// Inside a decoding callback.
+unsafe fn wanted(
+    options: &Options,
+    relid: pg_sys::Oid,
+    table: &Table,
+    kind: Kind,
+    xid: u32,
+) -> bool {
+    if options
+        .skip_snapshots
+        .get(&relid.to_u32())
+        .is_some_and(|s| s.sees(xid))
+    {
+        return false;
+    }
+    let named = options
         .table
         .as_ref()
-        .is_none_or(|f| f.matches(&table.pg_schema, &table.pg_name))
+        .is_none_or(|f| f.matches(&table.pg_schema, &table.pg_name));
+    named
+        && options.publications.as_ref().is_none_or(|names| {
+            // SAFETY: as the caller guarantees.
+            let a = unsafe { publication::actions(relid, names) };
+            match kind {
+                Kind::Insert => a.insert,
+                Kind::Update => a.update,
+                Kind::Delete => a.delete,
+                Kind::Truncate => a.truncate,
+            }
+        })
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Insert,
+    Update,
+    Delete,
+    Truncate,
 }
 
 /// The row change PostgreSQL hands over, as owned values, with its table; `None` for a table
@@ -374,13 +413,21 @@ fn wanted(options: &Options, table: &Table) -> bool {
 /// Valid pointers from a change callback.
 unsafe fn decode_change(
     state: &mut State,
+    xid: u32,
     rel: pg_sys::Relation,
     change: *mut pg_sys::ReorderBufferChange,
 ) -> Option<(std::rc::Rc<tuple::RelInfo>, RowChange)> {
     // SAFETY: valid pointers from PostgreSQL for the duration of the call.
     unsafe {
         let info = ok_or_raise(tuple::rel_info(rel), &state.options);
-        if !wanted(&state.options, &info.table) {
+        use pg_sys::ReorderBufferChangeType::*;
+        let kind = match (*change).action {
+            REORDER_BUFFER_CHANGE_INSERT => Kind::Insert,
+            REORDER_BUFFER_CHANGE_UPDATE => Kind::Update,
+            REORDER_BUFFER_CHANGE_DELETE => Kind::Delete,
+            _ => return None,
+        };
+        if !wanted(&state.options, (*rel).rd_id, &info.table, kind, xid) {
             // Decoding may dwell on other tables for long: keep our Turso stream open.
             let kept = state.replicator.keep_alive();
             ok_or_raise(kept, &state.options);
@@ -427,6 +474,7 @@ unsafe fn decode_change(
 /// `relations` holds `nrelations` open relations.
 unsafe fn truncated_tables(
     state: &State,
+    xid: u32,
     nrelations: i32,
     relations: *mut pg_sys::Relation,
 ) -> Vec<Table> {
@@ -440,7 +488,13 @@ unsafe fn truncated_tables(
         let mut tables = Vec::with_capacity(rels.len());
         for &rel in rels {
             let info = ok_or_raise(tuple::rel_info(rel), &state.options);
-            if wanted(&state.options, &info.table) {
+            if wanted(
+                &state.options,
+                (*rel).rd_id,
+                &info.table,
+                Kind::Truncate,
+                xid,
+            ) {
                 tables.push(info.table.clone());
             }
         }
@@ -452,14 +506,14 @@ unsafe fn truncated_tables(
 #[pg_guard]
 unsafe extern "C-unwind" fn pgturso_change(
     ctx: *mut pg_sys::LogicalDecodingContext,
-    _txn: *mut pg_sys::ReorderBufferTXN,
+    txn: *mut pg_sys::ReorderBufferTXN,
     rel: pg_sys::Relation,
     change: *mut pg_sys::ReorderBufferChange,
 ) {
     // SAFETY: valid pointers from PostgreSQL for the duration of the call.
     unsafe {
         let state = state(ctx);
-        let Some((info, row)) = decode_change(state, rel, change) else {
+        let Some((info, row)) = decode_change(state, top_xid(txn), rel, change) else {
             return;
         };
         let result = state.replicator.change(&info.table, row);
@@ -471,7 +525,7 @@ unsafe extern "C-unwind" fn pgturso_change(
 #[pg_guard]
 unsafe extern "C-unwind" fn pgturso_truncate(
     ctx: *mut pg_sys::LogicalDecodingContext,
-    _txn: *mut pg_sys::ReorderBufferTXN,
+    txn: *mut pg_sys::ReorderBufferTXN,
     nrelations: i32,
     relations: *mut pg_sys::Relation,
     _change: *mut pg_sys::ReorderBufferChange,
@@ -479,7 +533,7 @@ unsafe extern "C-unwind" fn pgturso_truncate(
     // SAFETY: `relations` holds `nrelations` open relations.
     unsafe {
         let state = state(ctx);
-        let tables = truncated_tables(state, nrelations, relations);
+        let tables = truncated_tables(state, top_xid(txn), nrelations, relations);
         let result = state.replicator.truncate(&tables);
         ok_or_raise(result, &state.options);
     }
@@ -616,7 +670,7 @@ unsafe extern "C-unwind" fn pgturso_stream_change(
     // the change, `txn` its top-level transaction.
     unsafe {
         let state = state(ctx);
-        let Some((info, row)) = decode_change(state, rel, change) else {
+        let Some((info, row)) = decode_change(state, top_xid(txn), rel, change) else {
             return;
         };
         let sub = (*(*change).txn).xid.into_inner();
@@ -639,7 +693,7 @@ unsafe extern "C-unwind" fn pgturso_stream_truncate(
     // SAFETY: `relations` holds `nrelations` open relations; `change->txn` as above.
     unsafe {
         let state = state(ctx);
-        let tables = truncated_tables(state, nrelations, relations);
+        let tables = truncated_tables(state, top_xid(txn), nrelations, relations);
         let sub = (*(*change).txn).xid.into_inner();
         let result = state.replicator.stream_truncate(top_xid(txn), sub, &tables);
         ok_or_raise(result, &state.options);

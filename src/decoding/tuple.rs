@@ -47,14 +47,7 @@ thread_local! {
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn invalidate(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if relid == pg_sys::InvalidOid {
-            c.clear();
-        } else {
-            c.remove(&relid);
-        }
-    });
+    CACHE.with(|c| super::forget(&mut c.borrow_mut(), relid));
 }
 
 /// The cached description of `rel`, built on first use after any invalidation.

@@ -1,0 +1,105 @@
+//! End-to-end tests of `publication_names`: the plugin replicates the tables of the named
+//! publications (`FOR TABLE`, `FOR TABLES IN SCHEMA`, `FOR ALL TABLES`, a partitioned table's
+//! partitions) and only the kinds of change they publish, as pgoutput does.
+
+mod common;
+
+use common::setup_slot as setup;
+use common::{confirmed_lsn, db_error, get_changes, Sqld};
+use serde_json::{json, Value as Json};
+
+fn ids(sqld: &Sqld, table: &str) -> Vec<Vec<Json>> {
+    if !sqld.table_exists(table) {
+        return vec![];
+    }
+    sqld.query(&format!("SELECT * FROM \"{table}\" ORDER BY 1"))
+}
+
+#[test]
+fn the_named_publications_choose_tables_and_kinds_of_change() {
+    let sqld = Sqld::start("pubs", false);
+    let (mut c, slot) = setup("pubs");
+    c.batch_execute(
+        "CREATE TABLE a(id int PRIMARY KEY, v text);
+         CREATE TABLE b(id int PRIMARY KEY);
+         CREATE SCHEMA s;
+         CREATE TABLE s.d(id int PRIMARY KEY);
+         CREATE TABLE parted(id int PRIMARY KEY) PARTITION BY RANGE (id);
+         CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (0) TO (100);
+         CREATE PUBLICATION p_a FOR TABLE a WITH (publish = 'insert, update');
+         CREATE PUBLICATION p_s FOR TABLES IN SCHEMA s;
+         CREATE PUBLICATION p_parted FOR TABLE parted;
+         CREATE PUBLICATION p_all FOR ALL TABLES;",
+    )
+    .unwrap();
+    for sql in [
+        "INSERT INTO a VALUES (1, 'x'), (2, 'y')",
+        "INSERT INTO b VALUES (1)",
+        "INSERT INTO s.d VALUES (1)",
+        "INSERT INTO parted VALUES (5)",
+        "UPDATE a SET v = 'changed' WHERE id = 1",
+        "DELETE FROM a WHERE id = 2",
+    ] {
+        c.batch_execute(sql).unwrap();
+    }
+    let url = sqld.url();
+    let opts = [
+        ("url", url.as_str()),
+        ("publication_names", " p_a , \"p_s\",p_parted"),
+    ];
+    let lines = get_changes(&mut c, &slot, &opts).unwrap();
+    assert_eq!(
+        lines.len(),
+        4,
+        "{lines:?}: the transactions of a's insert and update, s.d and parted"
+    );
+    // p_a publishes inserts and updates of a, not its deletes.
+    assert_eq!(
+        ids(&sqld, "a"),
+        vec![vec![json!(1), json!("changed")], vec![json!(2), json!("y")]]
+    );
+    assert!(!sqld.table_exists("b"), "b is in no named publication");
+    assert_eq!(ids(&sqld, "s.d"), vec![vec![json!(1)]]);
+    assert_eq!(
+        ids(&sqld, "parted_low"),
+        vec![vec![json!(5)]],
+        "a partition through its parent"
+    );
+    // FOR ALL TABLES takes b too, and every kind of change.
+    c.batch_execute("INSERT INTO b VALUES (2); DELETE FROM a WHERE id = 1; TRUNCATE s.d")
+        .unwrap();
+    get_changes(
+        &mut c,
+        &slot,
+        &[("url", url.as_str()), ("publication_names", "p_all")],
+    )
+    .unwrap();
+    assert_eq!(ids(&sqld, "b"), vec![vec![json!(2)]]);
+    assert_eq!(ids(&sqld, "a"), vec![vec![json!(2), json!("y")]]);
+    assert_eq!(ids(&sqld, "s.d"), Vec::<Vec<Json>>::new());
+    // A publication added to later counts from its change on.
+    c.batch_execute("ALTER PUBLICATION p_a ADD TABLE b")
+        .unwrap();
+    c.batch_execute("INSERT INTO b VALUES (3)").unwrap();
+    get_changes(
+        &mut c,
+        &slot,
+        &[("url", url.as_str()), ("publication_names", "p_a")],
+    )
+    .unwrap();
+    assert_eq!(ids(&sqld, "b"), vec![vec![json!(2)], vec![json!(3)]]);
+    // A publication that does not exist is an error, and the slot stays.
+    c.batch_execute("INSERT INTO b VALUES (4)").unwrap();
+    let before = confirmed_lsn(&mut c, &slot);
+    let err = get_changes(
+        &mut c,
+        &slot,
+        &[("url", url.as_str()), ("publication_names", "p_a, nope")],
+    )
+    .unwrap_err();
+    let (code, message, _, _) = db_error(&err);
+    assert_eq!(code, "42704", "{message}");
+    assert_eq!(message, "publication \"nope\" does not exist");
+    assert_eq!(confirmed_lsn(&mut c, &slot), before);
+    assert_eq!(ids(&sqld, "b").len(), 2);
+}

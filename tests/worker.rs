@@ -1,0 +1,211 @@
+//! End-to-end tests of continuous replication (`turso_start` / `turso_stop`): a background worker
+//! per publication streams its tables into Turso with no call from anyone, survives being
+//! terminated, records errors in the status view and recovers from them.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{db_error, pg, pg_rows, Sqld};
+
+fn one(c: &mut postgres::Client, sql: &str) -> Option<String> {
+    pg_rows(c, sql)
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten())
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Turso holds exactly what PostgreSQL holds in `accounts` (by key) and `events` (keyless, as a
+/// multiset); rows compared as text, sorted here (the two servers collate differently).
+fn mirrored(c: &mut postgres::Client, sqld: &Sqld) -> bool {
+    let diff = difference(c, sqld);
+    if let Some(d) = &diff {
+        eprintln!("not yet mirrored: {d}");
+    }
+    diff.is_none()
+}
+
+fn difference(c: &mut postgres::Client, sqld: &Sqld) -> Option<String> {
+    for (t, cols) in [("accounts", "id, balance"), ("events", "v")] {
+        if !sqld.table_exists(t) {
+            return Some(format!("no table {t} in Turso"));
+        }
+        let mut turso = sqld.query_text(&format!("SELECT {cols} FROM {t}"));
+        let mut pg = pg_rows(
+            c,
+            &format!("SELECT {} FROM {t}", cols.replace(", ", "::text, ")),
+        );
+        turso.sort();
+        pg.sort();
+        if turso != pg {
+            let first = turso.iter().zip(&pg).find(|(a, b)| a != b);
+            return Some(format!(
+                "{t}: Turso {} rows, PostgreSQL {}; first difference (Turso, PostgreSQL): {first:?}",
+                turso.len(),
+                pg.len()
+            ));
+        }
+    }
+    None
+}
+
+fn status(c: &mut postgres::Client) -> Vec<Option<String>> {
+    pg_rows(
+        c,
+        "SELECT active::text, last_status, last_error FROM turso_replication_status WHERE kind = 'publication'",
+    )
+    .into_iter()
+    .next()
+    .unwrap_or_default()
+}
+
+fn worker_pid(c: &mut postgres::Client) -> Option<String> {
+    one(
+        c,
+        "SELECT pid::text FROM pg_stat_activity WHERE backend_type = 'pgturso publication' AND datname = current_database()",
+    )
+}
+
+fn setup(name: &str, sqld: &Sqld) -> postgres::Client {
+    let mut c = pg().fresh_db(name);
+    c.batch_execute(&format!(
+        "CREATE EXTENSION pgturso;
+         CREATE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$;
+         CREATE FUNCTION turso_token() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$;
+         CREATE TABLE accounts(id int PRIMARY KEY, balance int NOT NULL);
+         INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 100) g;
+         CREATE TABLE events(v text);
+         ALTER TABLE events REPLICA IDENTITY FULL;
+         INSERT INTO events SELECT 'e' || g FROM generate_series(1, 10) g;
+         CREATE TABLE other(id int PRIMARY KEY);
+         CREATE PUBLICATION app FOR TABLE accounts, events;",
+        sqld.url(),
+        sqld.token()
+    ))
+    .unwrap();
+    c
+}
+
+#[test]
+fn a_publication_replicates_by_itself_survives_termination_and_stops() {
+    let sqld = Sqld::start("worker", true);
+    let mut c = setup("worker", &sqld);
+    let pid: i32 = one(&mut c, "SELECT turso_start('app')")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pid > 0);
+    // The initial copy is done when turso_start returns.
+    assert!(mirrored(&mut c, &sqld), "the initial copy");
+    assert!(
+        !sqld.table_exists("other"),
+        "other is not in the publication"
+    );
+    // Changes arrive with no call from anyone, each transaction whole.
+    for i in 0..20 {
+        c.batch_execute(&format!(
+            "UPDATE accounts SET balance = balance - 10 WHERE id = {a};
+             UPDATE accounts SET balance = balance + 10 WHERE id = {b};
+             INSERT INTO events VALUES ('t{i}');",
+            a = i % 100 + 1,
+            b = (i * 7) % 100 + 1
+        ))
+        .unwrap();
+    }
+    c.batch_execute("DELETE FROM events WHERE v = 'e1'; INSERT INTO accounts VALUES (101, 5); INSERT INTO other VALUES (1)")
+        .unwrap();
+    wait_for("the worker to replicate", || mirrored(&mut c, &sqld));
+    let sum = sqld.query_text("SELECT sum(balance) FROM accounts");
+    assert_eq!(sum, vec![vec![Some("10005".into())]]);
+    assert!(!sqld.table_exists("other"));
+    wait_for("the status view", || {
+        status(&mut c) == vec![Some("true".into()), Some("streaming".into()), None]
+    });
+    // Terminated, it is started again by PostgreSQL and goes on where it was.
+    c.batch_execute(&format!("SELECT pg_terminate_backend({pid})"))
+        .unwrap();
+    c.batch_execute("INSERT INTO events VALUES ('after the kill'); UPDATE accounts SET balance = 0 WHERE id = 1")
+        .unwrap();
+    wait_for("the restarted worker", || mirrored(&mut c, &sqld));
+    assert_ne!(worker_pid(&mut c), Some(pid.to_string()));
+    // Stopped: no worker, the status says so; what is written meanwhile waits in the slot.
+    assert_eq!(one(&mut c, "SELECT turso_stop('app')").unwrap(), "t");
+    assert_eq!(worker_pid(&mut c), None);
+    assert_eq!(
+        status(&mut c)[..2],
+        [Some("false".into()), Some("stopped".into())]
+    );
+    c.batch_execute("INSERT INTO events VALUES ('while stopped')")
+        .unwrap();
+    // PostgreSQL starts a terminated worker again after 5 s; a stopped one then exits at once.
+    std::thread::sleep(Duration::from_secs(6));
+    wait_for("no worker", || worker_pid(&mut c).is_none());
+    assert!(!mirrored(&mut c, &sqld), "nothing replicated while stopped");
+    assert_eq!(status(&mut c)[1].as_deref(), Some("stopped"));
+    // Started again: no new copy, the pending change arrives.
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    wait_for("the resumed worker", || mirrored(&mut c, &sqld));
+    // Dropped: the slot and the state go.
+    assert_eq!(
+        one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap(),
+        "t"
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgturso_pub_%' AND database = current_database()"
+        )
+        .unwrap(),
+        "0"
+    );
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM turso_replication_status").unwrap(),
+        "0"
+    );
+    let err = c.batch_execute("SELECT turso_stop('app')").unwrap_err();
+    assert!(
+        db_error(&err).1.contains("no replication of publication"),
+        "{err}"
+    );
+    let err = c.batch_execute("SELECT turso_start('nope')").unwrap_err();
+    let (code, message, _, hint) = db_error(&err);
+    assert_eq!(code, "42704", "{message}");
+    assert!(hint.contains("CREATE PUBLICATION"), "{hint}");
+}
+
+#[test]
+fn an_unreachable_turso_is_an_error_in_the_status_until_it_is_back() {
+    let sqld = Sqld::start("worker_err", true);
+    let mut c = setup("worker_err", &sqld);
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    c.batch_execute(
+        "CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT 'http://127.0.0.1:1/' $$;
+         INSERT INTO events VALUES ('during the outage')",
+    )
+    .unwrap();
+    wait_for("the error in the status view", || {
+        status(&mut c)[1].as_deref() == Some("error")
+    });
+    let error = status(&mut c)[2].clone().unwrap_or_default();
+    assert!(error.contains("127.0.0.1:1"), "{error}");
+    assert!(!error.contains(sqld.token()));
+    assert!(!mirrored(&mut c, &sqld));
+    c.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$",
+        sqld.url()
+    ))
+    .unwrap();
+    wait_for("recovery", || mirrored(&mut c, &sqld));
+    wait_for("the status view", || {
+        status(&mut c)[1].as_deref() == Some("streaming")
+    });
+    one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
+}
