@@ -651,6 +651,8 @@ DECLARE
     r pgturso.publications;
     c record;
     n bigint;
+    last pg_lsn;
+    flushed pg_lsn;
 BEGIN
     SELECT * INTO r FROM pgturso.publications x WHERE x.id = p_id;
     IF NOT FOUND OR NOT r.enabled THEN
@@ -667,14 +669,23 @@ BEGIN
         PERFORM pgturso._authorize_publication(r.owner, (SELECT oid FROM pg_publication WHERE pubname = r.pubname),
                                                'turso_start(text, regprocedure, regprocedure)');
         SELECT * INTO c FROM pgturso._credentials_of(r.url_fn, r.token_fn);
+        -- Group commit: the call holds every transaction it decodes in one Turso transaction,
+        -- committed when the call ends; only then is the slot advanced, past what it decoded
+        -- (everything up to the WAL flushed before it, unless it stopped at max_txns).
+        flushed := pg_current_wal_flush_lsn();
         IF r.copy_snapshots IS NOT NULL THEN
-            n := (SELECT count(*) FROM pg_logical_slot_get_changes(r.slot, NULL, max_txns,
+            SELECT count(*), max(x.lsn) INTO n, last
+              FROM pg_logical_slot_peek_changes(r.slot, NULL, max_txns,
                       'url', c.url, 'auth', c.token, 'publication_names', quote_ident(r.pubname),
-                      'skip_snapshots', r.copy_snapshots));
+                      'group_commit', 'on', 'skip_snapshots', r.copy_snapshots) x;
         ELSE
-            n := (SELECT count(*) FROM pg_logical_slot_get_changes(r.slot, NULL, max_txns,
-                      'url', c.url, 'auth', c.token, 'publication_names', quote_ident(r.pubname)));
+            SELECT count(*), max(x.lsn) INTO n, last
+              FROM pg_logical_slot_peek_changes(r.slot, NULL, max_txns,
+                      'url', c.url, 'auth', c.token, 'publication_names', quote_ident(r.pubname),
+                      'group_commit', 'on') x;
         END IF;
+        PERFORM pg_replication_slot_advance(r.slot,
+            CASE WHEN n < max_txns THEN greatest(flushed, coalesce(last, flushed)) ELSE last END);
         UPDATE pgturso.publications x
            SET state = 'streaming', txns = x.txns + n,
                last_applied_at = CASE WHEN n > 0 THEN now() ELSE x.last_applied_at END,

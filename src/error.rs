@@ -20,6 +20,8 @@ pub enum PgTursoError {
     RedundantOption { name: String },
     #[error("option \"url\" is required")]
     MissingUrl,
+    #[error("option \"group_commit\" is only for pgturso's publication worker")]
+    GroupCommitOutsideWorker,
     #[error(
         "cannot replicate {operation} on table \"{table}\": it has no replica identity (no primary key, or REPLICA IDENTITY NOTHING)"
     )]
@@ -101,7 +103,9 @@ impl PgTursoError {
                 ERRCODE_INVALID_PARAMETER_VALUE
             }
             PgTursoError::RedundantOption { .. } => ERRCODE_SYNTAX_ERROR,
-            PgTursoError::MissingUrl => ERRCODE_INVALID_PARAMETER_VALUE,
+            PgTursoError::MissingUrl | PgTursoError::GroupCommitOutsideWorker => {
+                ERRCODE_INVALID_PARAMETER_VALUE
+            }
             PgTursoError::NoReplicaIdentity { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             PgTursoError::Replication { source, .. }
             | PgTursoError::Progress { source, .. }
@@ -147,6 +151,9 @@ impl PgTursoError {
             )),
             PgTursoError::UnknownOption { .. } => Some(
                 "Valid options are: url, auth, auth_file, table_name, publication_names, ca_file, timeout_ms, retry_ms, keepalive_ms, max_request_records, max_request_bytes, streaming, decoding_work_mem, skip_snapshot, skip_snapshots.".to_string(),
+            ),
+            PgTursoError::GroupCommitOutsideWorker => Some(
+                "Transactions of a group reach Turso only when the decoding call ends, after pg_logical_slot_get_changes and pg_recvlogical have confirmed them: leave the option out, or use turso_start() for continuous replication with group commit.".to_string(),
             ),
             PgTursoError::MissingUrl => Some(
                 "Pass the Turso database URL, e.g. pg_logical_slot_get_changes('slot', NULL, NULL, 'url', 'http://127.0.0.1:8080/', 'auth', '<token>').".to_string(),

@@ -91,6 +91,10 @@ pub struct Options {
     /// Take large transactions from PostgreSQL while they are decoded (streaming of in-progress
     /// transactions) instead of after PostgreSQL has spilled them to disk.
     pub streaming: bool,
+    /// Group commit (`group_commit`): decoded transactions go to Turso together at the end of
+    /// the decoding call. Only for pgturso's publication worker, which decodes with
+    /// `pg_logical_slot_peek_changes` and advances the slot once Turso has committed.
+    pub group_commit: bool,
     /// `logical_decoding_work_mem` (kB) for this decoding session, when given.
     pub decoding_work_mem_kb: Option<u32>,
 }
@@ -133,6 +137,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
     let mut timeout = Duration::from_millis(DEFAULT_TIMEOUT_MS);
     let mut limits = Limits::default();
     let mut streaming = true;
+    let mut group_commit = false;
     let mut decoding_work_mem_kb = None;
     for (name, value) in raw {
         if seen.contains(&name.as_str()) {
@@ -214,6 +219,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
                 limits.keep_alive = Duration::from_millis(ms as u64);
             }
             "streaming" => streaming = parse_bool(name, val)?,
+            "group_commit" => group_commit = parse_bool(name, val)?,
             "decoding_work_mem" => decoding_work_mem_kb = Some(parse_kb(name, val)?),
             _ => {
                 let shown = match val {
@@ -241,6 +247,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
         timeout,
         limits,
         streaming,
+        group_commit,
         decoding_work_mem_kb,
     })
 }

@@ -25,6 +25,9 @@ mod postgres {
     }
 }
 
+/// The workers' `bgw_type`, as `pg_stat_activity.backend_type` shows it.
+pub(crate) const WORKER_TYPE: &str = "pgturso publication";
+
 /// How long an idle worker waits before it looks for new WAL again.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// Transactions per step at most, so that the row's figures move during a long catch-up.
@@ -52,7 +55,7 @@ fn launch(id: i32, xid: i64, builder: BackgroundWorkerBuilder) -> i32 {
     // SAFETY: reads this backend's database, set at connection.
     let dboid = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let worker = builder
-        .set_type("pgturso publication")
+        .set_type(WORKER_TYPE)
         .set_library("pgturso")
         .set_function("pgturso_worker_main")
         .set_argument(id.into_datum())

@@ -6,7 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{db_error, pg, pg_rows, Sqld};
+use common::proxy::{Action, Proxy};
+use common::{db_error, get_changes, pg, pg_rows, Sqld};
 
 fn one(c: &mut postgres::Client, sql: &str) -> Option<String> {
     pg_rows(c, sql)
@@ -208,4 +209,75 @@ fn an_unreachable_turso_is_an_error_in_the_status_until_it_is_back() {
         status(&mut c)[1].as_deref() == Some("streaming")
     });
     one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
+}
+
+/// Group commit under lost responses: every third request to Turso is applied but its answer
+/// never arrives. The worker's steps fail and are retried; Turso ends equal to PostgreSQL, with
+/// no duplicate in the keyless table.
+#[test]
+fn lost_responses_to_group_commits_leave_no_duplicate() {
+    let sqld = Sqld::start("worker_lost", true);
+    let mut c = setup("worker_lost", &sqld);
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    let proxy = Proxy::start(sqld.port, |n| {
+        if n % 3 == 2 {
+            Action::ForwardThenDrop
+        } else {
+            Action::Forward
+        }
+    });
+    c.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$",
+        proxy.url()
+    ))
+    .unwrap();
+    for i in 0..40 {
+        c.batch_execute(&format!(
+            "INSERT INTO events VALUES ('lost {i}'); UPDATE accounts SET balance = balance + 1 WHERE id = {}",
+            i % 5 + 1
+        ))
+        .unwrap();
+        if i % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    wait_for("an exact mirror", || mirrored(&mut c, &sqld));
+    assert!(
+        proxy.requests.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "responses were lost"
+    );
+    one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
+}
+
+/// `group_commit` is the worker's own: a decoding call that confirms as it goes would confirm
+/// transactions Turso does not have yet.
+#[test]
+fn group_commit_outside_the_worker_is_refused() {
+    let sqld = Sqld::start("worker_gc", false);
+    let mut c = pg().fresh_db("worker_gc");
+    c.batch_execute("SELECT pg_create_logical_replication_slot('gc', 'pgturso')")
+        .unwrap();
+    c.batch_execute("CREATE TABLE t(id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .unwrap();
+    let url = sqld.url();
+    let err = get_changes(
+        &mut c,
+        "gc",
+        &[("url", url.as_str()), ("group_commit", "on")],
+    )
+    .unwrap_err();
+    let (code, message, _, hint) = db_error(&err);
+    assert_eq!(code, "22023", "{message}");
+    assert_eq!(
+        message,
+        "option \"group_commit\" is only for pgturso's publication worker"
+    );
+    assert!(hint.contains("turso_start"), "{hint}");
+    assert!(!sqld.table_exists("t"));
+    assert_eq!(
+        get_changes(&mut c, "gc", &[("url", url.as_str())])
+            .unwrap()
+            .len(),
+        1
+    );
 }

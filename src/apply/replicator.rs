@@ -110,6 +110,9 @@ struct Pending {
 /// The Turso side of the transaction being decoded.
 struct Txn {
     lsn: u64,
+    /// The LSN its first request is guarded with: its own, or in a group the first
+    /// transaction's (see [`group`]).
+    first_lsn: u64,
     /// The transaction's id and commit time, recorded with its progress.
     xid: u32,
     commit_time: Option<i64>,
@@ -160,6 +163,11 @@ pub struct Replicator<T: Transport> {
     streams: Vec<streaming::Streamed>,
     /// Where streamed transactions are spooled.
     spool_dir: PathBuf,
+    /// Group commit (see [`group`]): the Turso transaction of decoded transactions that have
+    /// committed in PostgreSQL but not yet in Turso, and the progress of the last of them.
+    grouping: bool,
+    held: Option<Txn>,
+    held_progress: Option<Progress>,
 }
 
 impl<T: Transport> Replicator<T> {
@@ -178,6 +186,9 @@ impl<T: Transport> Replicator<T> {
             txn: None,
             streams: Vec::new(),
             spool_dir: std::env::temp_dir(),
+            grouping: false,
+            held: None,
+            held_progress: None,
         }
     }
 
@@ -247,8 +258,13 @@ impl<T: Transport> Replicator<T> {
     }
 
     fn start(&mut self, lsn: u64, tracked: bool) {
+        if let Some(held) = self.held.take() {
+            self.txn = Some(group::continued(held, lsn));
+            return;
+        }
         self.txn = Some(Txn {
             lsn,
+            first_lsn: lsn,
             xid: 0,
             commit_time: None,
             tracked,
@@ -538,7 +554,10 @@ impl<T: Transport> Replicator<T> {
         let begin = txn.stream.is_none() && txn.pending_request.is_none();
         let guarded = begin && txn.tracked;
         if guarded {
-            stmts.insert(0, progress_guard(&self.system_id, &self.slot, lsn));
+            stmts.insert(
+                0,
+                progress_guard(&self.system_id, &self.slot, txn.first_lsn),
+            );
         }
         if commit && txn.tracked {
             let p = Progress {
@@ -652,6 +671,9 @@ impl<T: Transport> Replicator<T> {
         let Some(txn) = self.txn.as_ref() else {
             return Ok(None);
         };
+        if self.grouping && txn.tracked {
+            return self.hold();
+        }
         if txn.changes == 0 || txn.skip == Some(true) {
             self.txn = None;
             return Ok(None);
@@ -666,12 +688,17 @@ impl<T: Transport> Replicator<T> {
         if txn.tracked {
             self.applied_lsn = Some(Some(lsn));
         }
-        Ok(Some(format!(
-            "COMMIT {}: {changes} change{}",
-            format_lsn(lsn),
-            if changes == 1 { "" } else { "s" }
-        )))
+        Ok(Some(commit_line(lsn, changes)))
     }
+}
+
+/// The output line of a replicated transaction.
+fn commit_line(lsn: u64, changes: usize) -> String {
+    format!(
+        "COMMIT {}: {changes} change{}",
+        format_lsn(lsn),
+        if changes == 1 { "" } else { "s" }
+    )
 }
 
 /// A transport error of a decoded transaction (named by its LSN) or of a copy.
@@ -821,6 +848,7 @@ fn shorten(sql: &str) -> String {
     }
 }
 
+mod group;
 mod progress;
 mod schema;
 mod streaming;

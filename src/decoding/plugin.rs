@@ -223,6 +223,9 @@ unsafe extern "C-unwind" fn pgturso_startup(
             Ok(o) => o,
             Err(e) => raise(e, &[]),
         };
+        if options.group_commit && !in_publication_worker() {
+            raise(PgTursoError::GroupCommitOutsideWorker, &options.secrets());
+        }
         publication::reset();
         let slot = CStr::from_ptr((*(*ctx).slot).data.name.data.as_ptr())
             .to_string_lossy()
@@ -244,7 +247,7 @@ unsafe extern "C-unwind" fn pgturso_startup(
         );
         // PostgreSQL turns streaming on because the stream callbacks exist; the option can turn
         // it off. The lower memory limit is what makes PostgreSQL stream (or spill) early.
-        (*ctx).streaming &= options.streaming;
+        (*ctx).streaming &= options.streaming && !options.group_commit;
         let server_kb = pg_sys::logical_decoding_work_mem;
         let kb = match options.decoding_work_mem_kb {
             Some(kb) => Some(kb as i32),
@@ -259,8 +262,12 @@ unsafe extern "C-unwind" fn pgturso_startup(
         // Temporary files live in base/pgsql_tmp; a backend's working directory is the data
         // directory.
         let spool_dir = std::path::PathBuf::from("base/pgsql_tmp");
+        let mut replicator = Replicator::new(transport, system_id, slot, options.limits);
+        if options.group_commit {
+            replicator = replicator.with_group_commit();
+        }
         let state = Box::new(State {
-            replicator: Replicator::new(transport, system_id, slot, options.limits)
+            replicator: replicator
                 .with_history(
                     (*(*ctx).slot).data.confirmed_flush,
                     crate::decoding::wal::commit_at,
@@ -284,6 +291,18 @@ unsafe extern "C-unwind" fn pgturso_startup(
     }
 }
 
+/// This process is pgturso's publication worker (see `crate::worker`), the only user of
+/// `group_commit`.
+fn in_publication_worker() -> bool {
+    // SAFETY: reads process globals set at startup; the entry is set in background workers.
+    unsafe {
+        let entry = pg_sys::MyBgworkerEntry;
+        !entry.is_null()
+            && CStr::from_ptr((*entry).bgw_type.as_ptr()).to_bytes()
+                == crate::worker::WORKER_TYPE.as_bytes()
+    }
+}
+
 /* SHUTDOWN callback: the state is freed with the decoding context's memory */
 #[pg_guard]
 unsafe extern "C-unwind" fn pgturso_shutdown(ctx: *mut pg_sys::LogicalDecodingContext) {
@@ -293,6 +312,12 @@ unsafe extern "C-unwind" fn pgturso_shutdown(ctx: *mut pg_sys::LogicalDecodingCo
             // A transaction streamed only in part (still running in PostgreSQL) is decoded again
             // from its start next time: roll back what Turso has of it.
             let state = state(ctx);
+            if state.options.group_commit {
+                // The end of the call: the held group goes to Turso now (the worker advances
+                // the slot only after this call has returned).
+                let finished = state.replicator.finish_group();
+                ok_or_raise(finished, &state.options);
+            }
             state.replicator.close();
             state.work_mem.restore(PgLogLevel::ERROR as i32);
         }

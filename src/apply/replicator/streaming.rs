@@ -339,6 +339,7 @@ impl<T: Transport> Replicator<T> {
     /// transaction's, or one that spans several requests and was cut short by an error) is
     /// rolled back now rather than left to expire, since it holds Turso's write lock until then.
     pub fn close(&mut self) {
+        self.take_held();
         self.demote();
         self.abandon();
         self.streams.clear();
@@ -349,6 +350,7 @@ impl<T: Transport> Replicator<T> {
     /// request continues works as long as Turso has not seen it), so Turso's write lock is freed
     /// at once instead of when sqld expires the stream.
     pub fn abort(&mut self) {
+        self.take_held();
         self.streams.clear();
         let Some(mut txn) = self.txn.take() else {
             return;

@@ -671,4 +671,5 @@ fn an_idle_stream_is_kept_open() {
 }
 
 mod delivery;
+mod group;
 mod streaming;
