@@ -661,6 +661,13 @@ BEGIN
     IF r.pid IS DISTINCT FROM pg_backend_pid() THEN
         UPDATE pgturso.publications x SET pid = pg_backend_pid() WHERE x.id = p_id;
     END IF;
+    -- Nothing written since the slot's position: nothing to decode (and no decoding context,
+    -- whose creation PostgreSQL logs).
+    IF r.copy_snapshots IS NULL AND r.state = 'streaming'
+       AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s
+                        WHERE s.slot_name = r.slot AND s.confirmed_flush_lsn < pg_current_wal_flush_lsn()) THEN
+        RETURN 0;
+    END IF;
     BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = r.pubname) THEN
             RAISE EXCEPTION 'publication "%" does not exist', r.pubname
@@ -699,6 +706,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         UPDATE pgturso.publications x SET state = 'error', last_error = SQLERRM, last_error_at = now()
          WHERE x.id = p_id;
+        RAISE WARNING 'pgturso: replicating publication "%" failed, retrying: %', r.pubname, SQLERRM;
         RETURN -1;
     END;
 END

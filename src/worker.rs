@@ -9,6 +9,11 @@
 //! `pg_terminate_backend`, shutdown) stops it through PostgreSQL's own `die`, at once even while a
 //! request is in flight; PostgreSQL then starts it again after 5 s unless the replication was
 //! stopped or dropped, or the extension is gone, in which case it exits for good.
+//!
+//! Dynamic workers do not survive a restart of PostgreSQL. With `pgturso` in
+//! `shared_preload_libraries`, a launcher runs once the server accepts connections: it starts a
+//! short-lived starter in every database that allows connections, which starts the worker of
+//! every replication there that is not stopped.
 
 use std::time::Duration;
 
@@ -27,6 +32,84 @@ mod postgres {
 
 /// The workers' `bgw_type`, as `pg_stat_activity.backend_type` shows it.
 pub(crate) const WORKER_TYPE: &str = "pgturso publication";
+
+/// Registers the launcher when loaded through `shared_preload_libraries`.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // SAFETY: reads a flag PostgreSQL sets while it loads the preloaded libraries.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        BackgroundWorkerBuilder::new("pgturso launcher")
+            .set_type("pgturso launcher")
+            .set_library("pgturso")
+            .set_function("pgturso_launcher_main")
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            .set_restart_time(Some(Duration::from_secs(10)))
+            .load();
+    }
+}
+
+/// The launcher: one starter per database that allows connections, one after another; then it
+/// exits for good.
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn pgturso_launcher_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // pg_database is shared: any database shows all of them.
+    BackgroundWorker::connect_worker_to_spi(Some("postgres"), None);
+    let databases = BackgroundWorker::transaction(|| {
+        Spi::get_one::<Vec<i64>>(
+            "SELECT array_agg(oid::int8) FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+    });
+    for db in databases {
+        let starter = BackgroundWorkerBuilder::new(&format!("pgturso starter {db}"))
+            .set_type("pgturso starter")
+            .set_library("pgturso")
+            .set_function("pgturso_starter_main")
+            .set_argument(db.into_datum())
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            // SAFETY: reads this process's id, to be told when the starter is done.
+            .set_notify_pid(unsafe { pg_sys::MyProcPid })
+            .load_dynamic();
+        if let Ok(starter) = starter {
+            let _ = starter.wait_for_shutdown();
+        }
+        if BackgroundWorker::sigterm_received() {
+            return;
+        }
+    }
+}
+
+/// A starter: in its database, starts the worker of every replication that is not stopped and
+/// has none (none has, after a restart); a database without pgturso has nothing to start.
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn pgturso_starter_main(arg: pg_sys::Datum) {
+    // SAFETY: the argument is the int8 given at registration.
+    let db = unsafe { i64::from_polymorphic_datum(arg, false, pg_sys::INT8OID) }.unwrap_or(0);
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db as u32)), None);
+    BackgroundWorker::transaction(|| {
+        let installed = Spi::get_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgturso')",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+        if installed {
+            Spi::run(
+                "SELECT pgturso._launch(p.id, 0) FROM pgturso.publications p
+                  WHERE p.enabled AND NOT EXISTS (SELECT 1 FROM pgturso._workers(p.id))",
+            )
+            .expect("starting the workers");
+        }
+    });
+}
 
 /// How long an idle worker waits before it looks for new WAL again.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
@@ -100,18 +183,24 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
             "SET application_name = 'pgturso publication {id}'"
         ))
         .expect("SET application_name");
+        // PostgreSQL logs every decoding context it creates at LOG: a step every few
+        // milliseconds under load would fill the log. Failed steps (WARNING) and errors still
+        // reach it.
+        Spi::run("SET log_min_messages = warning").expect("SET log_min_messages");
     });
     // The row (or its `enabled`) is written by the transaction that launched this worker: wait
-    // until that one has ended, so that the first step sees what it wrote.
-    while BackgroundWorker::transaction(|| {
-        Spi::get_one_with_args::<String>(
-            "SELECT pg_catalog.pg_xact_status($1::text::xid8)",
-            &[xid.into()],
-        )
-        .ok()
-        .flatten()
-            == Some("in progress".into())
-    }) {
+    // until that one has ended, so that the first step sees what it wrote (none for a starter).
+    while xid > 0
+        && BackgroundWorker::transaction(|| {
+            Spi::get_one_with_args::<String>(
+                "SELECT pg_catalog.pg_xact_status($1::text::xid8)",
+                &[xid.into()],
+            )
+            .ok()
+            .flatten()
+                == Some("in progress".into())
+        })
+    {
         if !BackgroundWorker::wait_latch(Some(IDLE_WAIT)) {
             return;
         }

@@ -4,24 +4,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::proxy::{Action, Proxy};
-use common::{db_error, get_changes, pg, pg_rows, Sqld};
+use common::{db_error, get_changes, one, pg, pg_rows, wait_until, Sqld};
 
-fn one(c: &mut postgres::Client, sql: &str) -> Option<String> {
-    pg_rows(c, sql)
-        .into_iter()
-        .next()
-        .and_then(|r| r.into_iter().next().flatten())
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Continuous replication is quick: 90 s is only the bound of a failure.
+fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(90), ok)
 }
 
 /// Turso holds exactly what PostgreSQL holds in `accounts` (by key) and `events` (keyless, as a

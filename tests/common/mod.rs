@@ -663,3 +663,20 @@ pub fn wait_for_sqld(sqld: &Sqld, table: &str, sql: &str, want: i64) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The first column of the first row of `sql` as text (NULL and no row as None).
+pub fn one(c: &mut postgres::Client, sql: &str) -> Option<String> {
+    pg_rows(c, sql)
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten())
+}
+
+/// Waits (up to `timeout`, checking every 100 ms) until `ok` holds.
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
