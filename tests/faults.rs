@@ -96,6 +96,25 @@ fn transient_http_errors_are_retried_within_one_call() {
     assert_exact(&mut c, &sqld);
 }
 
+/// SQLITE_BUSY ("database is locked": another writer holds SQLite's lock) is transient: the
+/// transaction is retried, not failed. sqld gives it only under a race of two writers, so the
+/// proxy plays it, for the transaction's first attempt and its first retry.
+#[test]
+fn a_locked_database_is_retried() {
+    let sqld = Sqld::start("locked", false);
+    let (mut c, slot) = setup("locked");
+    write_some(&mut c, 1, 3);
+    const LOCKED: &str = r#"{"baton":null,"base_url":null,"results":[{"type":"error","error":{"message":"SQLite error: database is locked","code":"SQLITE_BUSY"}},{"type":"ok","response":{"type":"close"}}]}"#;
+    let proxy = Proxy::start(sqld.port, |n| match n {
+        2 | 3 => Action::Respond(200, LOCKED.into()),
+        _ => Action::Forward,
+    });
+    let out = get_changes(&mut c, &slot, &[("url", &proxy.url())]).unwrap();
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(proxy.requests.load(std::sync::atomic::Ordering::SeqCst) > 4);
+    assert_exact(&mut c, &sqld);
+}
+
 #[test]
 fn permanent_errors_fail_at_once() {
     let sqld = Sqld::start("permanent", false);
