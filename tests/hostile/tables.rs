@@ -118,6 +118,7 @@ fn turso_side_conflicts_fail_cleanly_and_recover() {
                 res,
                 "08P01",
                 &has(&[
+                    "could not read pgturso's table bookkeeping (_pgturso_schema) from Turso: ",
                     "from Turso: invalid response from Turso: unreadable _pgturso_schema row for ",
                 ]),
                 &[],
