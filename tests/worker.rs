@@ -117,6 +117,21 @@ fn a_publication_replicates_by_itself_survives_termination_and_stops() {
     let sum = sqld.query_text("SELECT sum(balance) FROM accounts");
     assert_eq!(sum, vec![vec![Some("10005".into())]]);
     assert!(!sqld.table_exists("other"));
+    // Writes the publication does not hold still move the slot on: its retained WAL stays small.
+    c.batch_execute("INSERT INTO other SELECT g FROM generate_series(2, 1000) g")
+        .unwrap();
+    let written = one(&mut c, "SELECT pg_current_wal_flush_lsn()::text").unwrap();
+    wait_for("the slot to pass writes of other tables", || {
+        one(
+            &mut c,
+            &format!(
+                "SELECT confirmed_flush_lsn >= '{written}' FROM pg_replication_slots WHERE slot_name LIKE 'pgturso_pub_%' AND database = current_database()"
+            ),
+        )
+        .as_deref()
+            == Some("t")
+    });
+    assert!(!sqld.table_exists("other"));
     wait_for("the status view", || {
         status(&mut c) == vec![Some("true".into()), Some("streaming".into()), None]
     });
