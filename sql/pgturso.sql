@@ -593,6 +593,14 @@ BEGIN
                 USING ERRCODE = 'invalid_transaction_state',
                       HINT = 'Call it outside a REPEATABLE READ or SERIALIZABLE transaction: each table''s copy must see every row committed before the slot was created.';
         END IF;
+        -- Functions named by the caller must be ones the caller may call: pgturso calls them
+        -- with the owner's rights, and their results could show in errors.
+        IF (url_fn IS NOT NULL AND NOT has_function_privilege(session_user, url_fn, 'EXECUTE'))
+           OR (token_fn IS NOT NULL AND NOT has_function_privilege(session_user, token_fn, 'EXECUTE')) THEN
+            RAISE EXCEPTION 'permission denied for the credential functions named'
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'Name only functions you may execute (GRANT EXECUTE ON FUNCTION … TO you), or leave them out for turso_url() and turso_token().';
+        END IF;
         -- The credentials first (no write yet: creating the slot must come before any).
         SELECT * INTO c FROM pgturso._credentials_of(url_fn, token_fn);
         slot := format('pgturso_pub_%s_%s', (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), p.oid);

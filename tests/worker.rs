@@ -286,3 +286,49 @@ fn group_commit_outside_the_worker_is_refused() {
         1
     );
 }
+
+/// A role that may start replications cannot make pgturso call, with the owner's rights,
+/// a credential function it may not call itself (its result could show in an error).
+#[test]
+fn credential_functions_named_must_be_callable_by_the_caller() {
+    let sqld = Sqld::start("worker_fn", true);
+    let mut c = setup("worker_fn", &sqld);
+    c.batch_execute(
+        "DROP ROLE IF EXISTS w_user;
+         CREATE ROLE w_user LOGIN;
+         GRANT EXECUTE ON FUNCTION turso_start(text, regprocedure, regprocedure) TO w_user;
+         ALTER PUBLICATION app OWNER TO w_user;
+         CREATE FUNCTION secret() RETURNS text LANGUAGE sql AS $$ SELECT 'not for w_user' $$;
+         REVOKE ALL ON FUNCTION secret() FROM PUBLIC;",
+    )
+    .unwrap();
+    let mut w = postgres::Client::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=w_user dbname=worker_fn",
+            pg().port
+        ),
+        postgres::NoTls,
+    )
+    .unwrap();
+    let err = w
+        .batch_execute("SELECT turso_start('app', url_fn => 'secret()')")
+        .unwrap_err();
+    let (code, message, _, _) = db_error(&err);
+    assert_eq!(code, "42501", "{message}");
+    assert!(!message.contains("not for w_user"), "{message}");
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
+        )
+        .unwrap(),
+        "0",
+        "nothing was created"
+    );
+    // With the default credential functions, the publication's owner may start it.
+    assert!(one(&mut w, "SELECT turso_start('app')").is_some());
+    drop(w);
+    one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
+    c.batch_execute("DROP OWNED BY w_user; DROP ROLE w_user")
+        .ok();
+}
