@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Continuous replication benchmark (issue 15): pgbench writes while pgturso's background worker
 # replicates the four pgbench tables (a publication started with turso_start) into sqld on
-# loopback. Prints pgbench's rate, the rate at which Turso received the transactions, the catch-up
+# loopback. Prints pgbench's rate alone and under replication, the rate at which Turso received the transactions, the catch-up
 # time after pgbench stops, and whether the tables are equal; then the targets, met or missed.
 # Builds and installs a release build first (skip with PGTURSO_BENCH_SKIP_SETUP=1).
 # Options (environment): PGTURSO_BENCH_PGBENCH_SCALE (pgbench -s, default 10),
@@ -38,6 +38,8 @@ q <<SQL >/dev/null
 ALTER TABLE pgbench_history REPLICA IDENTITY FULL;
 CREATE PUBLICATION bench FOR TABLE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history;
 SQL
+# pgbench alone first, side by side with the run under replication.
+alone=$(pgbench -c 4 -j 2 -T "$SECS" -n postgres 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
 t0=$(date +%s.%N)
 q -c "SELECT turso_start('bench')" >/dev/null
 copy_s=$(python3 -c "import time; print(f'{time.time() - $t0:.1f}')")
@@ -67,7 +69,8 @@ for check in "count(*), sum(abalance) FROM pgbench_accounts" "count(*), sum(bbal
   if [ "$pg" != "$turso" ]; then equal=no; echo "MISMATCH $check: PostgreSQL $pg, Turso $turso"; fi
 done
 rate=$(python3 -c "print(f'{$during / $SECS:.0f}')")
-echo "pgbench -s $SCALE, -c 4 -j 2 -T $SECS: $xacts transactions, $tps tps"
+echo "pgbench -s $SCALE, -c 4 -j 2 -T $SECS alone: $alone tps"
+echo "pgbench -s $SCALE, -c 4 -j 2 -T $SECS while the worker replicates: $xacts transactions, $tps tps"
 echo "initial copy (turso_start): $copy_s s"
 echo "in Turso when pgbench stopped: $during of its transactions; after the catch-up: $total"
 echo "pgturso's rate while pgbench ran: $rate transactions/s"

@@ -62,3 +62,34 @@ turso_query 'SELECT id, v2 FROM testview ORDER BY id'
 echo
 echo "-- turso_replication_status:"
 psql -X -d postgres -c "SELECT name, kind, schedule, active, last_status, last_rows, last_run FROM turso_replication_status"
+
+echo
+echo "-- continuous replication: a publication, replicated by a background worker"
+cat <<SHOW
+CREATE TABLE accounts(id int PRIMARY KEY, balance int NOT NULL);
+INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 1000) g;
+CREATE PUBLICATION app FOR TABLE accounts;
+SELECT turso_start('app');
+SHOW
+psql -X -q -v ON_ERROR_STOP=1 -d postgres <<'SQL'
+CREATE TABLE accounts(id int PRIMARY KEY, balance int NOT NULL);
+INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 1000) g;
+CREATE PUBLICATION app FOR TABLE accounts;
+SELECT turso_start('app') IS NOT NULL AS worker_started;
+SQL
+echo "-- 200 transfers, each its own transaction, with nothing else running:"
+for i in $(seq 1 200); do
+  echo "BEGIN; UPDATE accounts SET balance = balance - 1 WHERE id = $(( i % 1000 + 1 )); UPDATE accounts SET balance = balance + 1 WHERE id = $(( (i * 7) % 1000 + 1 )); COMMIT;"
+done | psql -X -q -v ON_ERROR_STOP=1 -d postgres
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "UPDATE accounts SET balance = 0 WHERE id = 1000"
+deadline=$((SECONDS + 60))
+until turso_query 'SELECT balance FROM accounts WHERE id = 1000' | tail -1 | grep -qx 0; do
+  if [ $SECONDS -ge $deadline ]; then echo "the worker did not replicate within 60 s" >&2; exit 1; fi
+  sleep 0.2
+done
+echo "-- accounts in Turso (sum of balances, rows), replicated by the worker:"
+turso_query 'SELECT sum(balance), count(*) FROM accounts'
+echo "-- the same in PostgreSQL:"
+psql -X -At -d postgres -c "SELECT sum(balance) || E'\t' || count(*) FROM accounts"
+psql -X -d postgres -c "SELECT name, kind, active, last_status, last_rows AS transactions, lag_bytes FROM turso_replication_status WHERE kind = 'publication'"
+psql -X -q -d postgres -c "SELECT turso_stop('app', drop => true)" >/dev/null
