@@ -69,14 +69,30 @@ for check in "count(*), sum(abalance) FROM pgbench_accounts" "count(*), sum(bbal
   if [ "$pg" != "$turso" ]; then equal=no; echo "MISMATCH $check: PostgreSQL $pg, Turso $turso"; fi
 done
 rate=$(python3 -c "print(f'{$during / $SECS:.0f}')")
+# A backlog of 5,000 one-row transactions, written while the replication is stopped, then
+# replicated from the moment turso_start resumes it until the slot has confirmed the last one.
+q -c "CREATE TABLE one_row(id int PRIMARY KEY, v int)" -c "ALTER PUBLICATION bench ADD TABLE one_row" >/dev/null
+q -c "SELECT turso_stop('bench')" >/dev/null
+for i in $(seq 1 5000); do echo "INSERT INTO one_row VALUES ($i, $i);"; done | q >/dev/null
+backlog_lsn=$(q -c "SELECT pg_current_wal_flush_lsn()")
+t_resume=$(date +%s.%N)
+q -c "SELECT turso_start('bench')" >/dev/null
+until [ "$(q -c "SELECT confirmed_flush_lsn >= '$backlog_lsn' FROM pg_replication_slots WHERE slot_name = '$slot'")" = t ]; do
+  sleep 0.01
+done
+backlog_s=$(python3 -c "import time; print(f'{time.time() - $t_resume:.2f}')")
+backlog_rate=$(python3 -c "print(f'{5000 / $backlog_s:.0f}')")
+[ "$(turso_query "SELECT count(*), sum(v) FROM one_row" | tail -1)" = "$(q -c "SELECT count(*) || E'\t' || sum(v) FROM one_row")" ] || { equal=no; echo "MISMATCH one_row"; }
 echo "pgbench -s $SCALE, -c 4 -j 2 -T $SECS alone: $alone tps"
 echo "pgbench -s $SCALE, -c 4 -j 2 -T $SECS while the worker replicates: $xacts transactions, $tps tps"
 echo "initial copy (turso_start): $copy_s s"
 echo "in Turso when pgbench stopped: $during of its transactions; after the catch-up: $total"
 echo "pgturso's rate while pgbench ran: $rate transactions/s"
 echo "catch-up after pgbench stopped: $catchup s"
+echo "5,000 one-row transactions (a backlog): $backlog_s s, $backlog_rate transactions/s"
 echo "tables equal: $equal"
 met() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo met; else echo missed; fi; }
 echo "target: catch-up <= 1 s: $(met "$catchup <= 1")"
 echo "target: replication keeps pace (>= 95% of pgbench's transactions in Turso before it stops): $(met "$during >= 0.95 * $xacts")"
+echo "target: 5,000 one-row transactions >= 20,000 transactions/s: $(met "$backlog_rate >= 20000")"
 [ "$equal" = yes ] || exit 1
