@@ -332,3 +332,29 @@ fn credential_functions_named_must_be_callable_by_the_caller() {
     c.batch_execute("DROP OWNED BY w_user; DROP ROLE w_user")
         .ok();
 }
+
+/// sqld killed while the worker replicates a stream of transactions, then started again (same
+/// database file): the worker's steps fail meanwhile and it recovers by itself, with every
+/// transaction in Turso exactly once.
+#[test]
+fn sqld_killed_and_restarted_while_the_worker_replicates() {
+    let mut sqld = Sqld::start("worker_kill", true);
+    let mut c = setup("worker_kill", &sqld);
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    for i in 0..60 {
+        if i == 20 {
+            sqld.kill();
+        }
+        if i == 40 {
+            sqld.restart();
+        }
+        c.batch_execute(&format!(
+            "INSERT INTO events VALUES ('kill {i}'); UPDATE accounts SET balance = balance + 1 WHERE id = {}",
+            i % 7 + 1
+        ))
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_for("recovery after the restart", || mirrored(&mut c, &sqld));
+    one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
+}
