@@ -83,6 +83,24 @@ done
 backlog_s=$(python3 -c "import time; print(f'{time.time() - $t_resume:.2f}')")
 backlog_rate=$(python3 -c "print(f'{5000 / $backlog_s:.0f}')")
 [ "$(turso_query "SELECT count(*), sum(v) FROM one_row" | tail -1)" = "$(q -c "SELECT count(*) || E'\t' || sum(v) FROM one_row")" ] || { equal=no; echo "MISMATCH one_row"; }
+# The same backlog with every request to sqld delayed by 25 ms (a Turso region away).
+proxy_port=$(free_port)
+python3 "$ROOT/bench/delay_proxy.py" "$proxy_port" "$SQLD_PORT" 25 &
+proxy_pid=$!
+STOP_CMDS+=("kill $proxy_pid 2>/dev/null || true")
+for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$proxy_port") 2>/dev/null && break; sleep 0.1; done
+q -c "SELECT turso_stop('bench')" >/dev/null
+q -c "CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE sql AS \$\$ SELECT 'http://127.0.0.1:$proxy_port/' \$\$" >/dev/null
+for i in $(seq 5001 10000); do echo "INSERT INTO one_row VALUES ($i, $i);"; done | q >/dev/null
+backlog_lsn=$(q -c "SELECT pg_current_wal_flush_lsn()")
+t_resume=$(date +%s.%N)
+q -c "SELECT turso_start('bench')" >/dev/null
+until [ "$(q -c "SELECT confirmed_flush_lsn >= '$backlog_lsn' FROM pg_replication_slots WHERE slot_name = '$slot'")" = t ]; do
+  sleep 0.01
+done
+delayed_s=$(python3 -c "import time; print(f'{time.time() - $t_resume:.2f}')")
+delayed_rate=$(python3 -c "print(f'{5000 / $delayed_s:.0f}')")
+[ "$(turso_query "SELECT count(*), sum(v) FROM one_row" | tail -1)" = "$(q -c "SELECT count(*) || E'\t' || sum(v) FROM one_row")" ] || { equal=no; echo "MISMATCH one_row (delayed)"; }
 echo "pgbench -s $SCALE, -c 4 -j 2 -T $SECS alone: $alone tps"
 echo "pgbench -s $SCALE, -c 4 -j 2 -T $SECS while the worker replicates: $xacts transactions, $tps tps"
 echo "initial copy (turso_start): $copy_s s"
@@ -90,9 +108,11 @@ echo "in Turso when pgbench stopped: $during of its transactions; after the catc
 echo "pgturso's rate while pgbench ran: $rate transactions/s"
 echo "catch-up after pgbench stopped: $catchup s"
 echo "5,000 one-row transactions (a backlog): $backlog_s s, $backlog_rate transactions/s"
+echo "the same, every request to sqld delayed 25 ms: $delayed_s s, $delayed_rate transactions/s"
 echo "tables equal: $equal"
 met() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo met; else echo missed; fi; }
 echo "target: catch-up <= 1 s: $(met "$catchup <= 1")"
 echo "target: replication keeps pace (>= 95% of pgbench's transactions in Turso before it stops): $(met "$during >= 0.95 * $xacts")"
 echo "target: 5,000 one-row transactions >= 20,000 transactions/s: $(met "$backlog_rate >= 20000")"
+echo "target: the same delayed 25 ms >= 2,000 transactions/s: $(met "$delayed_rate >= 2000")"
 [ "$equal" = yes ] || exit 1
