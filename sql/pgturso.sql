@@ -38,22 +38,15 @@ REVOKE ALL ON pgturso.replications FROM PUBLIC;
 CREATE FUNCTION pgturso._credentials(rel regclass DEFAULT NULL, OUT url text, OUT token text,
                                      OUT url_fn oid, OUT token_fn oid)
 LANGUAGE plpgsql AS $$
+DECLARE
+    recorded_url oid;
+    recorded_token oid;
 BEGIN
     IF rel IS NOT NULL THEN
-        SELECT r.url_fn, r.token_fn INTO url_fn, token_fn FROM pgturso.replications r WHERE r.relid = rel;
+        SELECT r.url_fn, r.token_fn INTO recorded_url, recorded_token
+          FROM pgturso.replications r WHERE r.relid = rel;
     END IF;
-    url_fn := pgturso._credential_fn(url_fn, 'turso_url',
-        'returning your Turso database URL: CREATE FUNCTION %s() RETURNS text LANGUAGE sql AS $f$ SELECT ''http://127.0.0.1:8080/'' $f$;');
-    token_fn := pgturso._credential_fn(token_fn, 'turso_token',
-        'returning your Turso token (an empty string for a server without auth), readable only by superusers: CREATE FUNCTION %s() RETURNS text LANGUAGE sql AS $f$ SELECT token FROM public.turso_secret $f$; REVOKE ALL ON FUNCTION %1$s() FROM PUBLIC;');
-    url := pgturso._call_text(url_fn);
-    token := pgturso._call_text(token_fn);
-    IF url IS NULL OR url = '' THEN
-        RAISE EXCEPTION 'turso_url() returned no URL'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Make turso_url() return the Turso database URL, e.g. http://127.0.0.1:8080/.';
-    END IF;
-    token := coalesce(token, '');
+    SELECT * INTO url, token, url_fn, token_fn FROM pgturso._credentials_of(recorded_url, recorded_token);
 END
 $$;
 
@@ -688,17 +681,10 @@ BEGIN
         -- committed when the call ends; only then is the slot advanced, past what it decoded
         -- (everything up to the WAL flushed before it, unless it stopped at max_txns).
         flushed := pg_current_wal_flush_lsn();
-        IF r.copy_snapshots IS NOT NULL THEN
-            SELECT count(*), max(x.lsn) INTO n, last
-              FROM pg_logical_slot_peek_changes(r.slot, NULL, max_txns,
-                      'url', c.url, 'auth', c.token, 'publication_names', quote_ident(r.pubname),
-                      'group_commit', 'on', 'skip_snapshots', r.copy_snapshots) x;
-        ELSE
-            SELECT count(*), max(x.lsn) INTO n, last
-              FROM pg_logical_slot_peek_changes(r.slot, NULL, max_txns,
-                      'url', c.url, 'auth', c.token, 'publication_names', quote_ident(r.pubname),
-                      'group_commit', 'on') x;
-        END IF;
+        SELECT count(*), max(x.lsn) INTO n, last
+          FROM pg_logical_slot_peek_changes(r.slot, NULL, max_txns,
+                  'url', c.url, 'auth', c.token, 'publication_names', quote_ident(r.pubname),
+                  'group_commit', 'on', 'skip_snapshots', coalesce(r.copy_snapshots, '{}')) x;
         PERFORM pg_replication_slot_advance(r.slot,
             CASE WHEN n < max_txns THEN greatest(flushed, coalesce(last, flushed)) ELSE last END);
         UPDATE pgturso.publications x
