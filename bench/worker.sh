@@ -69,38 +69,36 @@ for check in "count(*), sum(abalance) FROM pgbench_accounts" "count(*), sum(bbal
   if [ "$pg" != "$turso" ]; then equal=no; echo "MISMATCH $check: PostgreSQL $pg, Turso $turso"; fi
 done
 rate=$(python3 -c "print(f'{$during / $SECS:.0f}')")
-# A backlog of 5,000 one-row transactions, written while the replication is stopped, then
-# replicated from the moment turso_start resumes it until the slot has confirmed the last one.
+# backlog FIRST LABEL: with the replication stopped, writes 5,000 one-row transactions (ids FIRST
+# on), then times them from the moment turso_start resumes it until the slot has confirmed the
+# last one; sets backlog_s and backlog_rate and checks one_row in Turso.
+backlog() {
+  q -c "SELECT turso_stop('bench')" >/dev/null
+  for i in $(seq "$1" $(( $1 + 4999 ))); do echo "INSERT INTO one_row VALUES ($i, $i);"; done | q >/dev/null
+  local lsn t
+  lsn=$(q -c "SELECT pg_current_wal_flush_lsn()")
+  t=$(date +%s.%N)
+  q -c "SELECT turso_start('bench')" >/dev/null
+  until [ "$(q -c "SELECT confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots WHERE slot_name = '$slot'")" = t ]; do
+    sleep 0.01
+  done
+  backlog_s=$(python3 -c "import time; print(f'{time.time() - $t:.2f}')")
+  backlog_rate=$(python3 -c "print(f'{5000 / $backlog_s:.0f}')")
+  [ "$(turso_query "SELECT count(*), sum(v) FROM one_row" | tail -1)" = "$(q -c "SELECT count(*) || E'\t' || sum(v) FROM one_row")" ] || { equal=no; echo "MISMATCH one_row ($2)"; }
+}
 q -c "CREATE TABLE one_row(id int PRIMARY KEY, v int)" -c "ALTER PUBLICATION bench ADD TABLE one_row" >/dev/null
-q -c "SELECT turso_stop('bench')" >/dev/null
-for i in $(seq 1 5000); do echo "INSERT INTO one_row VALUES ($i, $i);"; done | q >/dev/null
-backlog_lsn=$(q -c "SELECT pg_current_wal_flush_lsn()")
-t_resume=$(date +%s.%N)
-q -c "SELECT turso_start('bench')" >/dev/null
-until [ "$(q -c "SELECT confirmed_flush_lsn >= '$backlog_lsn' FROM pg_replication_slots WHERE slot_name = '$slot'")" = t ]; do
-  sleep 0.01
-done
-backlog_s=$(python3 -c "import time; print(f'{time.time() - $t_resume:.2f}')")
-backlog_rate=$(python3 -c "print(f'{5000 / $backlog_s:.0f}')")
-[ "$(turso_query "SELECT count(*), sum(v) FROM one_row" | tail -1)" = "$(q -c "SELECT count(*) || E'\t' || sum(v) FROM one_row")" ] || { equal=no; echo "MISMATCH one_row"; }
-# The same backlog with every request to sqld delayed by 25 ms (a Turso region away).
+backlog 1 direct
+direct_s=$backlog_s direct_rate=$backlog_rate
+# The same with every request to sqld delayed by 25 ms (a Turso region away).
 proxy_port=$(free_port)
 python3 "$ROOT/bench/delay_proxy.py" "$proxy_port" "$SQLD_PORT" 25 &
 proxy_pid=$!
 STOP_CMDS+=("kill $proxy_pid 2>/dev/null || true")
 for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$proxy_port") 2>/dev/null && break; sleep 0.1; done
-q -c "SELECT turso_stop('bench')" >/dev/null
 q -c "CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE sql AS \$\$ SELECT 'http://127.0.0.1:$proxy_port/' \$\$" >/dev/null
-for i in $(seq 5001 10000); do echo "INSERT INTO one_row VALUES ($i, $i);"; done | q >/dev/null
-backlog_lsn=$(q -c "SELECT pg_current_wal_flush_lsn()")
-t_resume=$(date +%s.%N)
-q -c "SELECT turso_start('bench')" >/dev/null
-until [ "$(q -c "SELECT confirmed_flush_lsn >= '$backlog_lsn' FROM pg_replication_slots WHERE slot_name = '$slot'")" = t ]; do
-  sleep 0.01
-done
-delayed_s=$(python3 -c "import time; print(f'{time.time() - $t_resume:.2f}')")
-delayed_rate=$(python3 -c "print(f'{5000 / $delayed_s:.0f}')")
-[ "$(turso_query "SELECT count(*), sum(v) FROM one_row" | tail -1)" = "$(q -c "SELECT count(*) || E'\t' || sum(v) FROM one_row")" ] || { equal=no; echo "MISMATCH one_row (delayed)"; }
+backlog 5001 delayed
+delayed_s=$backlog_s delayed_rate=$backlog_rate
+backlog_s=$direct_s backlog_rate=$direct_rate
 echo "pgbench -s $SCALE, -c 4 -j 2 -T $SECS alone: $alone tps"
 echo "pgbench -s $SCALE, -c 4 -j 2 -T $SECS while the worker replicates: $xacts transactions, $tps tps"
 echo "initial copy (turso_start): $copy_s s"
