@@ -169,7 +169,7 @@ impl PgTursoError {
                 "SQLite table names ignore case, and tables outside public are named \"schema.table\": replicate only one of the two (option table_name) or rename one. If the other table no longer exists, delete its row from _pgturso_schema.".to_string(),
             ),
             PgTursoError::SchemaChange { .. } => Some(
-                "Recreate the table in Turso: drop it there and delete its row from _pgturso_schema, then copy it again (with the SQL API: turso_unschedule(name, drop_slot => true), then schedule it again).".to_string(),
+                "Give the table a primary key (or a replica identity index), or rename one of those columns.".to_string(),
             ),
             PgTursoError::Spool { .. } => Some(
                 "Check the free space and permissions of the data directory, or decode with option streaming off.".to_string(),

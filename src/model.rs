@@ -140,6 +140,13 @@ pub enum RowChange {
     Delete {
         old: Option<Vec<Cell>>,
     },
+    /// A row of the table's new contents, written by an `ALTER TABLE` that rewrites the table
+    /// (a column type change, a volatile default): the first row of a rewrite replaces the Turso
+    /// table. `rewrite` tells one rewrite of a table from the next (the transient heap's oid).
+    Rewrite {
+        rewrite: u32,
+        new: Vec<Cell>,
+    },
 }
 
 /// Formats an LSN the way PostgreSQL prints it (`0/16B3748`).

@@ -138,6 +138,9 @@ struct Txn {
     /// (source table, shape) created or altered by this transaction, remembered once it commits.
     created: Vec<(String, String)>,
     known: Vec<(String, KnownTable)>,
+    /// (source table, rewrite) of the table rewrites this transaction has started replacing a
+    /// Turso table with (see [`RowChange::Rewrite`]).
+    rewrites: Vec<(String, u32)>,
 }
 
 /// Per-decoding-session replication state.
@@ -281,6 +284,7 @@ impl<T: Transport> Replicator<T> {
             last_sent: Instant::now(),
             created: Vec::new(),
             known: Vec::new(),
+            rewrites: Vec::new(),
         });
     }
 
@@ -345,8 +349,12 @@ impl<T: Transport> Replicator<T> {
         if self.should_skip()? {
             return Ok(false);
         }
+        let rewrite = match &change {
+            RowChange::Rewrite { rewrite, .. } => Some(*rewrite),
+            _ => None,
+        };
         let op = sql::row_op(table, change)?;
-        self.ensure_table(table)?;
+        self.ensure_table(table, rewrite)?;
         match op {
             sql::Op::Upsert { cols, values } => self.push_row(table, false, cols, values)?,
             sql::Op::DeleteKey { key } => {
@@ -380,7 +388,7 @@ impl<T: Transport> Replicator<T> {
             return Ok(false);
         }
         for table in tables {
-            self.ensure_table(table)?;
+            self.ensure_table(table, None)?;
             self.push(sql::truncate(table))?;
         }
         self.txn.as_mut().expect("inside a transaction").changes += 1;

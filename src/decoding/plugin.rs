@@ -212,6 +212,9 @@ unsafe extern "C-unwind" fn pgturso_startup(
     unsafe {
         (*opt).output_type = pg_sys::OutputPluginOutputType::OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
         (*ctx).output_plugin_private = std::ptr::null_mut();
+        // The rows an ALTER TABLE rewrite writes (a column type change, a volatile default) are
+        // the table's new contents: pgturso replaces the Turso table with them.
+        (*opt).receive_rewrites = true;
         if is_init {
             // Slot creation passes no options and decodes nothing.
             return;
@@ -452,7 +455,7 @@ unsafe fn decode_change(
             REORDER_BUFFER_CHANGE_DELETE => Kind::Delete,
             _ => return None,
         };
-        if !wanted(&state.options, (*rel).rd_id, &info.table, kind, xid) {
+        if !wanted(&state.options, info.relid, &info.table, kind, xid) {
             // Decoding may dwell on other tables for long: keep our Turso stream open.
             let kept = state.replicator.keep_alive();
             ok_or_raise(kept, &state.options);
@@ -483,6 +486,12 @@ unsafe fn decode_change(
             })
         });
         let mut row = ok_or_raise(decoded, &state.options)?;
+        if let (Some(rewrite), RowChange::Insert { new }) = (info.rewrite, &mut row) {
+            row = RowChange::Rewrite {
+                rewrite,
+                new: std::mem::take(new),
+            };
+        }
         if let RowChange::Update { old, .. } = &mut row {
             *old = ok_or_raise(
                 in_change_cxt(state, || tuple_of(tp.oldtuple)),
@@ -513,13 +522,7 @@ unsafe fn truncated_tables(
         let mut tables = Vec::with_capacity(rels.len());
         for &rel in rels {
             let info = ok_or_raise(tuple::rel_info(rel), &state.options);
-            if wanted(
-                &state.options,
-                (*rel).rd_id,
-                &info.table,
-                Kind::Truncate,
-                xid,
-            ) {
+            if wanted(&state.options, info.relid, &info.table, Kind::Truncate, xid) {
                 tables.push(info.table.clone());
             }
         }

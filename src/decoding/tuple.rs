@@ -37,6 +37,11 @@ struct AttrMissing {
 /// A replicated relation: its Turso shape and how to read its tuples.
 pub struct RelInfo {
     pub table: Table,
+    /// The relation whose changes these are: the relation itself, or for the transient heap an
+    /// `ALTER TABLE` rewrite fills (`pg_class.relrewrite`), the table being rewritten.
+    pub relid: pg_sys::Oid,
+    /// Set for such a transient heap: its own oid, which tells one rewrite from the next.
+    pub rewrite: Option<u32>,
     readers: Vec<ColumnReader>,
 }
 
@@ -93,7 +98,32 @@ fn sql_type(base: pg_sys::Oid) -> SqlType {
 unsafe fn describe(rel: pg_sys::Relation) -> Result<RelInfo, PgTursoError> {
     // SAFETY: `rel` is valid (caller); rd_rel and rd_att are always set on an open relation.
     unsafe {
-        let class = (*rel).rd_rel;
+        // The transient heap of an ALTER TABLE rewrite has the new row type (same attribute
+        // numbers); its name, key and identity are those of the table it replaces.
+        let rewritten = (*(*rel).rd_rel).relrewrite;
+        let original = if rewritten == pg_sys::InvalidOid {
+            std::ptr::null_mut()
+        } else {
+            pg_sys::RelationIdGetRelation(rewritten)
+        };
+        let described = if original.is_null() { rel } else { original };
+        let info = describe_as(rel, described);
+        if !original.is_null() {
+            pg_sys::RelationClose(original);
+        }
+        info
+    }
+}
+
+/// `rel`'s columns and readers, with the name, key and identity of `named` (the same relation,
+/// or the table a rewrite heap replaces).
+unsafe fn describe_as(
+    rel: pg_sys::Relation,
+    named: pg_sys::Relation,
+) -> Result<RelInfo, PgTursoError> {
+    // SAFETY: both are valid open relations (caller).
+    unsafe {
+        let class = (*named).rd_rel;
         let pg_name = name_str(&(*class).relname);
         let ns = pg_sys::get_namespace_name((*class).relnamespace);
         let pg_schema = if ns.is_null() {
@@ -146,16 +176,16 @@ unsafe fn describe(rel: pg_sys::Relation) -> Result<RelInfo, PgTursoError> {
         }
         let replident = (*class).relreplident as u8;
         // Fills rd_pkindex and rd_replidindex.
-        pg_sys::list_free(pg_sys::RelationGetIndexList(rel));
+        pg_sys::list_free(pg_sys::RelationGetIndexList(named));
         let (key_index, key_is_primary) =
-            if replident == b'i' && (*rel).rd_replidindex != pg_sys::InvalidOid {
-                let rid = (*rel).rd_replidindex;
-                (rid, rid == (*rel).rd_pkindex)
-            } else if (*rel).rd_pkindex != pg_sys::InvalidOid {
-                ((*rel).rd_pkindex, true)
+            if replident == b'i' && (*named).rd_replidindex != pg_sys::InvalidOid {
+                let rid = (*named).rd_replidindex;
+                (rid, rid == (*named).rd_pkindex)
+            } else if (*named).rd_pkindex != pg_sys::InvalidOid {
+                ((*named).rd_pkindex, true)
             } else if (*class).relkind as u8 == pg_sys::RELKIND_MATVIEW {
                 // A materialized view has no primary key; its unique index identifies rows.
-                (unique_index(rel), false)
+                (unique_index(named), false)
             } else {
                 (pg_sys::InvalidOid, false)
             };
@@ -169,7 +199,7 @@ unsafe fn describe(rel: pg_sys::Relation) -> Result<RelInfo, PgTursoError> {
                 source: format!(
                     "{}.{}",
                     pg_sys::MyDatabaseId.to_u32(),
-                    (*rel).rd_id.to_u32()
+                    (*named).rd_id.to_u32()
                 ),
                 turso_name: Table::turso_name_for(&pg_schema, &pg_name),
                 pg_schema,
@@ -180,6 +210,8 @@ unsafe fn describe(rel: pg_sys::Relation) -> Result<RelInfo, PgTursoError> {
                 identity_full: replident == b'f',
                 shape: Default::default(),
             },
+            relid: (*named).rd_id,
+            rewrite: (named != rel).then(|| (*rel).rd_id.to_u32()),
             readers,
         })
     }

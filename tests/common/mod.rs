@@ -500,6 +500,36 @@ pub fn assert_mirror_as(
     assert!(turso == pg_side, "{table} differs from PostgreSQL");
 }
 
+/// The Turso table has the PostgreSQL table's columns, in order, and the same rows, as text,
+/// ordered by the first column.
+pub fn assert_same_table(c: &mut postgres::Client, sqld: &Sqld, pg_table: &str, turso_table: &str) {
+    let pg_cols: Vec<String> = pg_rows(
+        c,
+        &format!(
+            "SELECT attname FROM pg_attribute WHERE attrelid = '{pg_table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        ),
+    )
+    .into_iter()
+    .map(|r| r[0].clone().unwrap())
+    .collect();
+    let turso_cols: Vec<String> = sqld
+        .query(&format!(
+            "SELECT name FROM pragma_table_info('{turso_table}') ORDER BY cid"
+        ))
+        .into_iter()
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(turso_cols, pg_cols, "columns of {turso_table}");
+    let list = pg_cols
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pg_side = pg_rows(c, &format!("SELECT {list} FROM {pg_table} ORDER BY 1"));
+    let turso = sqld.query_text(&format!("SELECT {list} FROM \"{turso_table}\" ORDER BY 1"));
+    assert_eq!(turso, pg_side, "rows of {turso_table}");
+}
+
 /// Rows of a PostgreSQL query, each column rendered as text (NULL as None).
 pub fn pg_rows(c: &mut postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
     c.simple_query(sql)

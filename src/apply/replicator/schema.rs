@@ -5,10 +5,21 @@ use super::*;
 
 impl<T: Transport> Replicator<T> {
     /// Makes sure the Turso table exists with `table`'s shape before its data: created when new,
-    /// altered (in this same Turso transaction) when the PostgreSQL table changed.
-    pub(super) fn ensure_table(&mut self, table: &Table) -> Result<(), PgTursoError> {
+    /// altered (in this same Turso transaction) when the PostgreSQL table changed. The first row
+    /// of a table rewrite (`rewrite`) replaces the Turso table with an empty one of the new shape
+    /// instead: the rewrite's rows are all the table holds.
+    pub(super) fn ensure_table(
+        &mut self,
+        table: &Table,
+        rewrite: Option<u32>,
+    ) -> Result<(), PgTursoError> {
         let sig = shape_signature(table);
         let txn = self.txn.as_ref().expect("inside a transaction");
+        let replace = rewrite.is_some_and(|id| {
+            !txn.rewrites
+                .iter()
+                .any(|(source, r)| *source == table.source && *r == id)
+        });
         // The table's latest shape, in this transaction or before: a table can go back to an
         // earlier shape (a column renamed back), which then needs ALTERs again.
         let latest = txn
@@ -18,7 +29,7 @@ impl<T: Transport> Replicator<T> {
             .find(|(source, _)| *source == table.source)
             .map(|(_, sig)| sig)
             .or_else(|| self.ensured.get(&table.source));
-        if latest == Some(sig) {
+        if latest == Some(sig) && !replace {
             return Ok(());
         }
         let sig = sig.clone();
@@ -53,6 +64,15 @@ impl<T: Transport> Replicator<T> {
             .or_else(|| self.known.as_ref().and_then(|k| k.get(&table.source)))
             .cloned();
         let mut stmts = match &current {
+            _ if replace => {
+                let mut names: Vec<&String> = current.iter().map(|k| &k.turso_name).collect();
+                if !names.contains(&&table.turso_name) {
+                    names.push(&table.turso_name);
+                }
+                let mut out: Vec<Stmt> = names.into_iter().map(|n| sql::drop_table(n)).collect();
+                out.push(sql::create_table(table));
+                out
+            }
             Some(k) if *k != wanted => sql::alter_table(k, table)?,
             // Also when known: recreates a table dropped in Turso by hand.
             _ => vec![sql::create_table(table)],
@@ -63,6 +83,9 @@ impl<T: Transport> Replicator<T> {
         let txn = self.txn.as_mut().expect("inside a transaction");
         txn.created.push((table.source.clone(), sig));
         txn.known.push((table.source.clone(), wanted));
+        if let (true, Some(id)) = (replace, rewrite) {
+            txn.rewrites.push((table.source.clone(), id));
+        }
         for stmt in stmts {
             self.push(stmt)?;
         }

@@ -60,17 +60,21 @@ impl KnownTable {
     }
 }
 
-/// The statements that turn the Turso table `known` into the shape of `table`: RENAME TABLE,
-/// DROP COLUMN, RENAME COLUMN (through temporary names, so swaps work) and ADD COLUMN (with
-/// existing rows set to the column's default). Key and type changes cannot be followed.
+/// The statements that turn the Turso table `known` into the shape of `table`, run in the Turso
+/// transaction of the change that revealed the new shape.
+///
+/// Renames, dropped and added columns become `ALTER TABLE` (renames through temporary names, so
+/// swaps work; added columns get their default in existing rows). A changed key or a column whose
+/// Turso type changed cannot be altered in SQLite: the table is rebuilt ([`rebuild_table`]).
 pub fn alter_table(known: &KnownTable, table: &Table) -> Result<Vec<Stmt>, StmtError> {
-    let cannot = |what: String| StmtError::SchemaChange {
-        table: table.display_name(),
-        what,
-    };
     let wanted = KnownTable::of(table);
-    if wanted.key != known.key {
-        return Err(cannot("its primary key or replica identity changed".into()));
+    let old = |attnum: i16| known.columns.iter().find(|c| c.0 == attnum);
+    let retyped = table
+        .columns
+        .iter()
+        .any(|c| old(c.attnum).is_some_and(|(_, _, ty)| SqlType::from_sql(ty) != Some(c.sql_type)));
+    if wanted.key != known.key || retyped {
+        return Ok(rebuild_table(known, table));
     }
     let mut out = Vec::new();
     let name = quote_ident(&table.turso_name);
@@ -83,7 +87,6 @@ pub fn alter_table(known: &KnownTable, table: &Table) -> Result<Vec<Stmt>, StmtE
             vec![],
         ));
     }
-    let old = |attnum: i16| known.columns.iter().find(|c| c.0 == attnum);
     for (attnum, col, _) in &known.columns {
         if !table.columns.iter().any(|c| c.attnum == *attnum) {
             out.push(Stmt::new(
@@ -122,32 +125,96 @@ pub fn alter_table(known: &KnownTable, table: &Table) -> Result<Vec<Stmt>, StmtE
             vec![],
         ));
     }
-    for c in &table.columns {
-        match old(c.attnum) {
-            Some((_, _, ty)) if SqlType::from_sql(ty) != Some(c.sql_type) => {
-                return Err(cannot(format!(
-                    "column \"{}\" changed from {ty} to {}",
-                    c.name,
-                    c.sql_type.as_sql()
-                )));
-            }
-            Some(_) => {}
-            None => {
-                let col = quote_ident(&c.name);
-                out.push(Stmt::new(
-                    format!(
-                        "ALTER TABLE {name} ADD COLUMN {col} {}",
-                        c.sql_type.as_sql()
-                    ),
-                    vec![],
-                ));
-                if let Some(v) = c.missing.clone().filter(|v| *v != Value::Null) {
-                    out.push(Stmt::new(format!("UPDATE {name} SET {col} = ?"), vec![v]));
-                }
-            }
+    for c in table.columns.iter().filter(|c| old(c.attnum).is_none()) {
+        let col = quote_ident(&c.name);
+        out.push(Stmt::new(
+            format!(
+                "ALTER TABLE {name} ADD COLUMN {col} {}",
+                c.sql_type.as_sql()
+            ),
+            vec![],
+        ));
+        if let Some(v) = c.missing.clone().filter(|v| *v != Value::Null) {
+            out.push(Stmt::new(format!("UPDATE {name} SET {col} = ?"), vec![v]));
         }
     }
     Ok(out)
+}
+
+/// The name a table is built under while it replaces its old version.
+pub const REBUILD_NAME: &str = "_pgturso_rebuild";
+
+/// SQLite's documented way to change what `ALTER TABLE` cannot (a key, a column type): create
+/// the new shape under a temporary name, copy the rows, drop the old table, rename the new one.
+/// Columns are matched by attribute number (so renames keep their data); a column whose Turso
+/// type changed is converted with `CAST`; a column added since gets its default.
+///
+/// This copies the whole table inside Turso. Inside one Turso transaction, so readers see the old
+/// table until it commits, then the new one. Turso rows must satisfy the new key: they do when they
+/// mirror PostgreSQL, which checked the key when it was added.
+pub fn rebuild_table(known: &KnownTable, table: &Table) -> Vec<Stmt> {
+    let tmp = Table {
+        turso_name: REBUILD_NAME.to_string(),
+        ..table.clone()
+    };
+    let create = create_table(&tmp);
+    let mut targets = Vec::new();
+    let mut exprs = Vec::new();
+    let mut args = Vec::new();
+    for c in &table.columns {
+        let source = known.columns.iter().find(|k| k.0 == c.attnum);
+        let expr = match source {
+            Some((_, name, ty)) if SqlType::from_sql(ty) == Some(c.sql_type) => quote_ident(name),
+            Some((_, name, _)) => format!("CAST({} AS {})", quote_ident(name), c.sql_type.as_sql()),
+            None => match c.missing.clone().filter(|v| *v != Value::Null) {
+                Some(v) => {
+                    args.push(v);
+                    "?".to_string()
+                }
+                None => continue,
+            },
+        };
+        targets.push(quote_ident(&c.name));
+        exprs.push(expr);
+    }
+    let tmp_name = quote_ident(REBUILD_NAME);
+    let old = quote_ident(&known.turso_name);
+    let mut out = vec![
+        Stmt::new(format!("DROP TABLE IF EXISTS {tmp_name}"), vec![]),
+        Stmt::new(
+            create
+                .sql
+                .replacen("CREATE TABLE IF NOT EXISTS", "CREATE TABLE", 1),
+            vec![],
+        ),
+    ];
+    if !targets.is_empty() {
+        out.push(Stmt::new(
+            format!(
+                "INSERT INTO {tmp_name} ({}) SELECT {} FROM {old}",
+                targets.join(", "),
+                exprs.join(", ")
+            ),
+            args,
+        ));
+    }
+    out.push(Stmt::new(format!("DROP TABLE {old}"), vec![]));
+    out.push(Stmt::new(
+        format!(
+            "ALTER TABLE {tmp_name} RENAME TO {}",
+            quote_ident(&table.turso_name)
+        ),
+        vec![],
+    ));
+    out
+}
+
+/// `DROP TABLE IF EXISTS` of a Turso table.
+pub fn drop_table(turso_name: &str) -> Stmt {
+    Stmt::new(
+        format!("DROP TABLE IF EXISTS {}", quote_ident(turso_name)),
+        vec![],
+    )
 }
 
 /// TRUNCATE empties the Turso table.

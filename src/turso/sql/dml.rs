@@ -33,7 +33,7 @@ pub fn row_change(table: &Table, change: RowChange) -> Result<Stmt, StmtError> {
 /// One row change as an [`Op`] (its values move into it).
 pub fn row_op(table: &Table, change: RowChange) -> Result<Op, StmtError> {
     match change {
-        RowChange::Insert { new } => Ok(upsert_op(new)),
+        RowChange::Insert { new } | RowChange::Rewrite { new, .. } => Ok(upsert_op(new)),
         RowChange::Update { old, new } => update(table, old.as_deref(), new),
         RowChange::Delete { old } => delete(table, old.as_deref()),
     }

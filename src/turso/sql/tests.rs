@@ -329,14 +329,43 @@ fn alter_follows_renames_drops_and_adds() {
 }
 
 #[test]
-fn alter_refuses_type_and_key_changes() {
+fn type_and_key_changes_rebuild_the_table() {
     let (known, mut t) = known_and_table();
+    // attnum 2 ("v", TEXT) becomes INTEGER; attnum 3 is renamed; a column with a default is added.
     t.columns[1].sql_type = SqlType::Integer;
-    let e = alter_table(&known, &t).unwrap_err().to_string();
-    assert!(e.contains("changed from TEXT to INTEGER"), "{e}");
+    t.columns[2].name = "renamed".into();
+    t.columns.push(Column {
+        name: "added".into(),
+        sql_type: SqlType::Text,
+        not_null: false,
+        attnum: 4,
+        missing: Some(Value::Text("d".into())),
+    });
+    let stmts = alter_table(&known, &t).unwrap();
+    let sqls: Vec<&str> = stmts.iter().map(|s| s.sql.as_str()).collect();
+    assert_eq!(
+        sqls,
+        [
+            "DROP TABLE IF EXISTS \"_pgturso_rebuild\"",
+            "CREATE TABLE \"_pgturso_rebuild\" (\"id\" INTEGER NOT NULL, \"v\" INTEGER, \"renamed\" REAL, \"added\" TEXT, PRIMARY KEY (\"id\"))",
+            "INSERT INTO \"_pgturso_rebuild\" (\"id\", \"v\", \"renamed\", \"added\") SELECT \"id\", CAST(\"v\" AS INTEGER), \"we\"\"ird\", ? FROM \"t\"",
+            "DROP TABLE \"t\"",
+            "ALTER TABLE \"_pgturso_rebuild\" RENAME TO \"t\"",
+        ]
+    );
+    assert_eq!(stmts[2].args, vec![Value::Text("d".into())]);
+    // A new key (here: none becomes the second column) rebuilds too, under a new name if renamed.
     let (known, mut t) = known_and_table();
     t.key = vec![1];
-    assert!(alter_table(&known, &t).is_err());
+    t.turso_name = "t2".into();
+    let sqls: Vec<String> = alter_table(&known, &t)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.sql)
+        .collect();
+    assert!(sqls[1].ends_with("PRIMARY KEY (\"v\"))"), "{}", sqls[1]);
+    assert_eq!(sqls[3], "DROP TABLE \"t\"");
+    assert_eq!(sqls[4], "ALTER TABLE \"_pgturso_rebuild\" RENAME TO \"t2\"");
 }
 
 #[test]
