@@ -65,7 +65,8 @@ mod pgturso {
         );
         // SAFETY: reads a value set at startup.
         let system_id = unsafe { pg_sys::GetSystemIdentifier() }.to_string();
-        let mut r = Replicator::new(transport, system_id, String::new(), Limits::default());
+        let mut r = Replicator::new(transport, system_id, String::new(), Limits::default())
+            .with_source_name(crate::decoding::tuple::turso_name_of);
         let run = |r: &mut Replicator<HttpTransport>| -> Result<(i64, String), PgTursoError> {
             let table = &info.table;
             let mut sent = 0i64;

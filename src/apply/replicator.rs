@@ -41,6 +41,12 @@ pub struct Progress {
 /// is beyond the WAL's end). Given by the decoding layer.
 pub type CommitAt = fn(u64) -> Option<(u32, i64)>;
 
+/// Looks up a source table (`<database oid>.<table oid>`) in PostgreSQL's catalog as of the
+/// change being decoded: `Some(Some(turso name))` when it exists, `Some(None)` when it does not
+/// (dropped), `None` when this session cannot tell (another database). Given by the decoding
+/// layer.
+pub type SourceName = fn(&str) -> Option<Option<String>>;
+
 /// Exponential backoff from 100 ms, capped at 2 s, with +-25% jitter.
 fn backoff(attempt: u32) -> Duration {
     let base = 100u64.saturating_mul(1 << attempt.min(5)).min(2000);
@@ -141,6 +147,9 @@ struct Txn {
     /// (source table, rewrite) of the table rewrites this transaction has started replacing a
     /// Turso table with (see [`RowChange::Rewrite`]).
     rewrites: Vec<(String, u32)>,
+    /// Source tables gone from PostgreSQL whose Turso table this transaction dropped, for a
+    /// table that took their name over.
+    dropped: Vec<String>,
 }
 
 /// Per-decoding-session replication state.
@@ -154,6 +163,8 @@ pub struct Replicator<T: Transport> {
     /// server's commit records: a progress row at or past that position must name a
     /// transaction this WAL has (see [`Replicator::with_history`]).
     history: Option<(u64, CommitAt)>,
+    /// Looks up a source table in PostgreSQL (see [`SourceName`]).
+    source_name: Option<SourceName>,
     /// The shape each source table has in Turso, as far as this session made sure of it.
     ensured: HashMap<String, String>,
     /// Table shapes in Turso by source table (`_pgturso_schema`), read once per session.
@@ -183,6 +194,7 @@ impl<T: Transport> Replicator<T> {
             limits,
             applied_lsn: None,
             history: None,
+            source_name: None,
             ensured: HashMap::new(),
             known: None,
             skip_snapshot: None,
@@ -210,6 +222,32 @@ impl<T: Transport> Replicator<T> {
     pub fn with_history(mut self, confirmed: u64, commit_at: CommitAt) -> Self {
         self.history = Some((confirmed, commit_at));
         self
+    }
+
+    /// Looks source tables up with `f`, so that a table can take over the Turso name of one
+    /// that was dropped or renamed in PostgreSQL.
+    pub fn with_source_name(mut self, f: SourceName) -> Self {
+        self.source_name = Some(f);
+        self
+    }
+
+    /// What a committed transaction did to Turso's tables, remembered for the session.
+    fn remember(
+        &mut self,
+        created: Vec<(String, String)>,
+        known: Vec<(String, KnownTable)>,
+        dropped: Vec<String>,
+    ) {
+        self.ensured.extend(created);
+        if let Some(k) = self.known.as_mut() {
+            k.extend(known);
+        }
+        for source in dropped {
+            self.ensured.remove(&source);
+            if let Some(k) = self.known.as_mut() {
+                k.remove(&source);
+            }
+        }
     }
 
     /// Skips the decoded transactions that `snapshot` (an initial copy's) sees.
@@ -285,6 +323,7 @@ impl<T: Transport> Replicator<T> {
             created: Vec::new(),
             known: Vec::new(),
             rewrites: Vec::new(),
+            dropped: Vec::new(),
         });
     }
 
@@ -690,10 +729,7 @@ impl<T: Transport> Replicator<T> {
         let (lsn, changes) = (txn.lsn, txn.changes);
         self.flush(true)?;
         let txn = self.txn.take().expect("inside a transaction");
-        self.ensured.extend(txn.created);
-        if let Some(known) = self.known.as_mut() {
-            known.extend(txn.known);
-        }
+        self.remember(txn.created, txn.known, txn.dropped);
         if txn.tracked {
             self.applied_lsn = Some(Some(lsn));
         }

@@ -265,7 +265,8 @@ unsafe extern "C-unwind" fn pgturso_startup(
         // Temporary files live in base/pgsql_tmp; a backend's working directory is the data
         // directory.
         let spool_dir = std::path::PathBuf::from("base/pgsql_tmp");
-        let mut replicator = Replicator::new(transport, system_id, slot, options.limits);
+        let mut replicator = Replicator::new(transport, system_id, slot, options.limits)
+            .with_source_name(tuple::turso_name_of);
         if options.group_commit {
             replicator = replicator.with_group_commit();
         }

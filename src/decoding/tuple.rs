@@ -570,6 +570,33 @@ unsafe fn text_or_output(
     }))
 }
 
+/// The Turso name of source table `source` (`<database oid>.<table oid>`) as PostgreSQL's catalog
+/// has it now (in a decoding callback: as of the change being decoded). See
+/// [`crate::apply::replicator::SourceName`].
+pub fn turso_name_of(source: &str) -> Option<Option<String>> {
+    let (db, rel) = source.split_once('.')?;
+    let (db, rel) = (db.parse::<u32>().ok()?, rel.parse::<u32>().ok()?);
+    // SAFETY: catalog lookups by oid in a backend with a database; the strings are palloc'd
+    // copies read before returning.
+    unsafe {
+        if db != pg_sys::MyDatabaseId.to_u32() {
+            return None;
+        }
+        let oid = pg_sys::Oid::from(rel);
+        let name = pg_sys::get_rel_name(oid);
+        if name.is_null() {
+            return Some(None);
+        }
+        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid));
+        if ns.is_null() {
+            return Some(None);
+        }
+        let name = CStr::from_ptr(name).to_string_lossy().into_owned();
+        let ns = CStr::from_ptr(ns).to_string_lossy().into_owned();
+        Some(Some(Table::turso_name_for(&ns, &name)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,10 +84,7 @@ impl<T: Transport> Replicator<T> {
                 ),
             });
         }
-        self.ensured.extend(txn.created);
-        if let Some(known) = self.known.as_mut() {
-            known.extend(txn.known);
-        }
+        self.remember(txn.created, txn.known, txn.dropped);
         self.applied_lsn = Some(Some(p.lsn));
         Ok(Some(p.lsn))
     }

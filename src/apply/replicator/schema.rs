@@ -40,30 +40,45 @@ impl<T: Transport> Replicator<T> {
                 .map_err(|source| PgTursoError::Schema { source })?;
             self.known = Some(loaded);
         }
-        let txn = self.txn.as_ref().expect("inside a transaction");
         // Two PostgreSQL tables must never share one Turso table (SQLite ignores case in names).
-        let lower = table.turso_name.to_lowercase();
-        let taken = txn
-            .known
-            .iter()
-            .map(|(s, k)| (s, k))
-            .chain(self.known.iter().flatten())
-            .any(|(source, k)| *source != table.source && k.turso_name.to_lowercase() == lower);
-        if taken {
-            return Err(PgTursoError::NameConflict {
-                table: table.display_name(),
-                turso: table.turso_name.clone(),
-            });
+        // The table holding the name may be gone from PostgreSQL, or renamed since its last
+        // change: then this table takes the name over, in this Turso transaction.
+        let mut stmts = Vec::new();
+        if let Some((other, k)) = self.holder_of(&table.turso_name, &table.source) {
+            match self.source_name.and_then(|f| f(&other)) {
+                Some(None) => {
+                    stmts.push(sql::drop_table(&k.turso_name));
+                    stmts.push(schema_delete(&self.system_id, &other));
+                    let txn = self.txn.as_mut().expect("inside a transaction");
+                    txn.dropped.push(other);
+                }
+                Some(Some(name)) if name.to_lowercase() != k.turso_name.to_lowercase() => {
+                    let renamed = KnownTable {
+                        turso_name: name,
+                        ..k.clone()
+                    };
+                    stmts.push(Stmt::new(
+                        format!(
+                            "ALTER TABLE {} RENAME TO {}",
+                            sql::quote_ident(&k.turso_name),
+                            sql::quote_ident(&renamed.turso_name)
+                        ),
+                        vec![],
+                    ));
+                    stmts.push(schema_upsert(&self.system_id, &other, &renamed));
+                    let txn = self.txn.as_mut().expect("inside a transaction");
+                    txn.known.push((other, renamed));
+                }
+                _ => {
+                    return Err(PgTursoError::NameConflict {
+                        table: table.display_name(),
+                        turso: table.turso_name.clone(),
+                    })
+                }
+            }
         }
-        let current = txn
-            .known
-            .iter()
-            .rev()
-            .find(|(s, _)| *s == table.source)
-            .map(|(_, k)| k)
-            .or_else(|| self.known.as_ref().and_then(|k| k.get(&table.source)))
-            .cloned();
-        let mut stmts = match &current {
+        let current = self.latest_known(&table.source);
+        stmts.extend(match &current {
             _ if replace => {
                 let mut names: Vec<&String> = current.iter().map(|k| &k.turso_name).collect();
                 if !names.contains(&&table.turso_name) {
@@ -76,7 +91,7 @@ impl<T: Transport> Replicator<T> {
             Some(k) if *k != wanted => sql::alter_table(k, table)?,
             // Also when known: recreates a table dropped in Turso by hand.
             _ => vec![sql::create_table(table)],
-        };
+        });
         if current.as_ref() != Some(&wanted) {
             stmts.push(schema_upsert(&self.system_id, &table.source, &wanted));
         }
@@ -90,6 +105,39 @@ impl<T: Transport> Replicator<T> {
             self.push(stmt)?;
         }
         Ok(())
+    }
+
+    /// What Turso has for `source`: as this transaction left it, or as known before; `None`
+    /// when it has none (or this transaction dropped it).
+    fn latest_known(&self, source: &str) -> Option<KnownTable> {
+        let txn = self.txn.as_ref().expect("inside a transaction");
+        if txn.dropped.iter().any(|s| s == source) {
+            return None;
+        }
+        txn.known
+            .iter()
+            .rev()
+            .find(|(s, _)| s == source)
+            .map(|(_, k)| k)
+            .or_else(|| self.known.as_ref().and_then(|k| k.get(source)))
+            .cloned()
+    }
+
+    /// The source table other than `source` whose Turso table is named `turso_name` (ignoring
+    /// case, as SQLite does), with what Turso has for it.
+    fn holder_of(&self, turso_name: &str, source: &str) -> Option<(String, KnownTable)> {
+        let txn = self.txn.as_ref().expect("inside a transaction");
+        let lower = turso_name.to_lowercase();
+        txn.known
+            .iter()
+            .map(|(s, _)| s)
+            .chain(self.known.iter().flat_map(|k| k.keys()))
+            .filter(|s| *s != source)
+            .find_map(|s| {
+                self.latest_known(s)
+                    .filter(|k| k.turso_name.to_lowercase() == lower)
+                    .map(|k| (s.clone(), k))
+            })
     }
 
     pub(super) fn read_known(&mut self) -> Result<HashMap<String, KnownTable>, ClientError> {
@@ -134,6 +182,19 @@ pub(super) fn schema_ddl() -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (\"system_id\" TEXT NOT NULL, \"source\" TEXT NOT NULL, \"turso_name\" TEXT NOT NULL, \"definition\" TEXT NOT NULL, PRIMARY KEY (\"system_id\", \"source\"))",
         sql::quote_ident(SCHEMA_TABLE)
+    )
+}
+
+pub(super) fn schema_delete(system_id: &str, source: &str) -> Stmt {
+    Stmt::new(
+        format!(
+            "DELETE FROM {} WHERE \"system_id\" = ? AND \"source\" = ?",
+            sql::quote_ident(SCHEMA_TABLE)
+        ),
+        vec![
+            Value::Text(system_id.to_string()),
+            Value::Text(source.to_string()),
+        ],
     )
 }
 
