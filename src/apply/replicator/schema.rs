@@ -85,12 +85,12 @@ impl<T: Transport> Replicator<T> {
                     names.push(&table.turso_name);
                 }
                 let mut out: Vec<Stmt> = names.into_iter().map(|n| sql::drop_table(n)).collect();
-                out.push(sql::create_table(table));
+                out.extend(sql::create_table_and_index(table));
                 out
             }
             Some(k) if *k != wanted => sql::alter_table(k, table)?,
             // Also when known: recreates a table dropped in Turso by hand.
-            _ => vec![sql::create_table(table)],
+            _ => sql::create_table_and_index(table),
         });
         if current.as_ref() != Some(&wanted) {
             stmts.push(schema_upsert(&self.system_id, &table.source, &wanted));

@@ -36,6 +36,37 @@ pub fn create_table(table: &Table) -> Stmt {
     )
 }
 
+/// A table without key whose rows PostgreSQL identifies by all their values (`REPLICA IDENTITY
+/// FULL`): its UPDATEs and DELETEs find the row by every column, which needs an index.
+fn needs_identity_index(table: &Table) -> bool {
+    table.key.is_empty() && table.identity_full && !table.columns.is_empty()
+}
+
+/// For a table without key with `REPLICA IDENTITY FULL`, an index over all its columns, so that
+/// finding the row an UPDATE or DELETE names (every column `IS` its old value) is a lookup, not a
+/// scan of the table. Named after the Turso table; dropped with it.
+pub fn identity_index(table: &Table) -> Option<Stmt> {
+    needs_identity_index(table).then(|| {
+        let all: Vec<usize> = (0..table.columns.len()).collect();
+        Stmt::new(
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                quote_ident(&format!("_pgturso_identity_{}", table.turso_name)),
+                quote_ident(&table.turso_name),
+                column_list(table, &all)
+            ),
+            vec![],
+        )
+    })
+}
+
+/// The table and, when it needs one, its identity index.
+pub fn create_table_and_index(table: &Table) -> Vec<Stmt> {
+    std::iter::once(create_table(table))
+        .chain(identity_index(table))
+        .collect()
+}
+
 /// What Turso has for a table, as pgturso last created or altered it (kept in `_pgturso_schema`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KnownTable {
@@ -44,6 +75,9 @@ pub struct KnownTable {
     pub key: Vec<i16>,
     /// (attnum, name, declared type) in PostgreSQL order.
     pub columns: Vec<(i16, String, String)>,
+    /// Attribute numbers of the columns of the identity index (see [`identity_index`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity: Vec<i16>,
 }
 
 impl KnownTable {
@@ -56,6 +90,11 @@ impl KnownTable {
                 .iter()
                 .map(|c| (c.attnum, c.name.clone(), c.sql_type.as_sql().to_string()))
                 .collect(),
+            identity: if needs_identity_index(table) {
+                table.columns.iter().map(|c| c.attnum).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -65,7 +104,8 @@ impl KnownTable {
 ///
 /// Renames, dropped and added columns become `ALTER TABLE` (renames through temporary names, so
 /// swaps work; added columns get their default in existing rows). A changed key or a column whose
-/// Turso type changed cannot be altered in SQLite: the table is rebuilt ([`rebuild_table`]).
+/// Turso type changed cannot be altered in SQLite, nor can a table with an identity index (SQLite
+/// cannot drop an indexed column): the table is rebuilt ([`rebuild_table`]).
 pub fn alter_table(known: &KnownTable, table: &Table) -> Result<Vec<Stmt>, StmtError> {
     let wanted = KnownTable::of(table);
     let old = |attnum: i16| known.columns.iter().find(|c| c.0 == attnum);
@@ -73,7 +113,11 @@ pub fn alter_table(known: &KnownTable, table: &Table) -> Result<Vec<Stmt>, StmtE
         .columns
         .iter()
         .any(|c| old(c.attnum).is_some_and(|(_, _, ty)| SqlType::from_sql(ty) != Some(c.sql_type)));
-    if wanted.key != known.key || retyped {
+    if wanted.key != known.key
+        || retyped
+        || !wanted.identity.is_empty()
+        || !known.identity.is_empty()
+    {
         return Ok(rebuild_table(known, table));
     }
     let mut out = Vec::new();
@@ -206,6 +250,7 @@ pub fn rebuild_table(known: &KnownTable, table: &Table) -> Vec<Stmt> {
         ),
         vec![],
     ));
+    out.extend(identity_index(table));
     out
 }
 

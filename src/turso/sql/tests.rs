@@ -404,3 +404,41 @@ fn composite_key_delete() {
     assert_eq!(s.sql, "DELETE FROM \"t\" WHERE \"id\" = ? AND \"v\" = ?");
     assert_eq!(s.args, vec![Value::Integer(1), Value::Text("a".into())]);
 }
+
+#[test]
+fn a_keyless_full_identity_table_gets_an_index_over_all_columns() {
+    let mut t = table(vec![], true);
+    for (i, c) in t.columns.iter_mut().enumerate() {
+        c.attnum = i as i16 + 1;
+    }
+    let sqls: Vec<String> = create_table_and_index(&t)
+        .into_iter()
+        .map(|s| s.sql)
+        .collect();
+    assert_eq!(
+        sqls[1],
+        "CREATE INDEX IF NOT EXISTS \"_pgturso_identity_t\" ON \"t\" (\"id\", \"v\", \"we\"\"ird\")"
+    );
+    // Without REPLICA IDENTITY FULL, or with a key, no index.
+    assert_eq!(create_table_and_index(&table(vec![], false)).len(), 1);
+    assert_eq!(create_table_and_index(&table(vec![0], true)).len(), 1);
+    // SQLite cannot drop an indexed column: any change rebuilds, and the index comes back.
+    let known = KnownTable::of(&t);
+    assert_eq!(known.identity, [1, 2, 3]);
+    t.columns.pop();
+    let sqls: Vec<String> = alter_table(&known, &t)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.sql)
+        .collect();
+    assert!(sqls[0].contains("_pgturso_rebuild"), "{sqls:?}");
+    assert_eq!(
+        sqls.last().unwrap(),
+        "CREATE INDEX IF NOT EXISTS \"_pgturso_identity_t\" ON \"t\" (\"id\", \"v\")"
+    );
+    // Shapes recorded before identity indexes existed read back without one.
+    let old: KnownTable =
+        serde_json::from_str(r#"{"turso_name":"t","key":[],"columns":[[1,"id","INTEGER"]]}"#)
+            .unwrap();
+    assert!(old.identity.is_empty());
+}
