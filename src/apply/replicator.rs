@@ -130,7 +130,10 @@ struct Txn {
     /// Turso refused the transaction's first request because its progress row had reached the
     /// transaction's LSN already (see [`progress_guard`]): nothing of it was sent.
     refused: bool,
+    /// Changes replicated, the rows of table rewrites included.
     changes: usize,
+    /// Rows of table rewrites (see [`RowChange::Rewrite`]) among `changes`.
+    rewritten: usize,
     pending: Vec<Stmt>,
     pending_bytes: usize,
     /// Records (rows and statements) in `pending` and `group`.
@@ -313,6 +316,7 @@ impl<T: Transport> Replicator<T> {
             skip: if tracked { None } else { Some(false) },
             refused: false,
             changes: 0,
+            rewritten: 0,
             pending: Vec::new(),
             pending_bytes: 0,
             pending_records: 0,
@@ -392,6 +396,9 @@ impl<T: Transport> Replicator<T> {
             RowChange::Rewrite { rewrite, .. } => Some(*rewrite),
             _ => None,
         };
+        if rewrite.is_some() {
+            self.txn.as_mut().expect("inside a transaction").rewritten += 1;
+        }
         let op = sql::row_op(table, change)?;
         self.ensure_table(table, rewrite)?;
         match op {
@@ -726,24 +733,34 @@ impl<T: Transport> Replicator<T> {
             self.txn = None;
             return Ok(None);
         }
-        let (lsn, changes) = (txn.lsn, txn.changes);
+        let (lsn, changes, rewritten) = (txn.lsn, txn.changes, txn.rewritten);
         self.flush(true)?;
         let txn = self.txn.take().expect("inside a transaction");
         self.remember(txn.created, txn.known, txn.dropped);
         if txn.tracked {
             self.applied_lsn = Some(Some(lsn));
         }
-        Ok(Some(commit_line(lsn, changes)))
+        Ok(Some(commit_line(lsn, changes, rewritten)))
     }
 }
 
 /// The output line of a replicated transaction.
-fn commit_line(lsn: u64, changes: usize) -> String {
-    format!(
-        "COMMIT {}: {changes} change{}",
+/// The output line of a replicated transaction: its row changes, and the rows of the table
+/// rewrites it carried (`COMMIT 0/16B3748: 1 change, 5000 rows rewritten`).
+fn commit_line(lsn: u64, changes: usize, rewritten: usize) -> String {
+    let rows = changes - rewritten;
+    let mut line = format!(
+        "COMMIT {}: {rows} change{}",
         format_lsn(lsn),
-        if changes == 1 { "" } else { "s" }
-    )
+        if rows == 1 { "" } else { "s" }
+    );
+    if rewritten > 0 {
+        line.push_str(&format!(
+            ", {rewritten} row{} rewritten",
+            if rewritten == 1 { "" } else { "s" }
+        ));
+    }
+    line
 }
 
 /// A transport error of a decoded transaction (named by its LSN) or of a copy.

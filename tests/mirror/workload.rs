@@ -653,13 +653,23 @@ impl Gen {
             .filter(|(_, c)| !self.fresh_names || !self.added.contains(&(ti, c.base.clone())))
             .map(|(i, _)| i)
             .collect();
-        // add, drop, rename, swap names (never with shape-repeats avoided), rename the table
+        let retypable: Vec<(usize, Ty)> = t
+            .cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.protected && (!c.key || (t.kind == Kind::Int && c.ty == Ty::I4)))
+            .filter_map(|(i, c)| retyped(c.ty).map(|to| (i, to)))
+            .collect();
+        // add, drop, rename, swap names (never with shape-repeats avoided), rename the table,
+        // change a column's type (PostgreSQL rewrites the table), reorder the composite key
         let what = self.rng.weighted(&[
             if t.cols.len() < MAX_COLS { 3 } else { 0 },
             if droppable.len() > 3 { 2 } else { 0 },
             3,
             if self.fresh_names { 0 } else { 2 },
             1,
+            if retypable.is_empty() { 0 } else { 2 },
+            if t.kind == Kind::Comp { 1 } else { 0 },
         ]);
         let mut touched = None;
         match what {
@@ -825,6 +835,57 @@ impl Gen {
                 self.ddl(c, &format!("ALTER TABLE {} RENAME TO {}", t.q(), qi(&to)));
                 self.tables[ti].name = to;
             }
+            5 => {
+                // ALTER COLUMN … TYPE, the key column of an int4 key included.
+                let (i, to) = *self.rng.pick(&retypable);
+                let name = t.cols[i].name.clone();
+                self.ddl(
+                    c,
+                    &format!(
+                        "ALTER TABLE {q} ALTER COLUMN {n} TYPE {ty} USING {n}::{ty}",
+                        q = t.q(),
+                        n = qi(&name),
+                        ty = to.pg_type()
+                    ),
+                );
+                self.tables[ti].cols[i].ty = to;
+                touched = Some(name);
+            }
+            6 => {
+                // The composite primary key again over its columns in the other order: another
+                // key for pgturso (the Turso table is rebuilt).
+                let conname: String = c
+                    .query_one(
+                        "SELECT conname::text FROM pg_constraint WHERE conrelid = $1::text::regclass AND contype = 'p'",
+                        &[&t.q()],
+                    )
+                    .unwrap()
+                    .get(0);
+                let (mut cols, order): (Vec<String>, Option<String>) = (
+                    t.keys().iter().map(|k| qi(&k.name)).collect(),
+                    c.query_one(
+                        "SELECT string_agg(a.attname::text, ',' ORDER BY k.n) FROM pg_constraint p, unnest(p.conkey) WITH ORDINALITY AS k(att, n), pg_attribute a WHERE p.conrelid = $1::text::regclass AND p.contype = 'p' AND a.attrelid = p.conrelid AND a.attnum = k.att",
+                        &[&t.q()],
+                    )
+                    .unwrap()
+                    .get(0),
+                );
+                // In the order it has not now.
+                if order.as_deref().and_then(|o| o.split(',').next())
+                    == t.keys().first().map(|k| k.name.as_str())
+                {
+                    cols.reverse();
+                }
+                self.ddl(
+                    c,
+                    &format!(
+                        "ALTER TABLE {} DROP CONSTRAINT {}, ADD PRIMARY KEY ({})",
+                        t.q(),
+                        qi(&conname),
+                        cols.join(", ")
+                    ),
+                );
+            }
             _ => unreachable!(),
         }
         // A row change that always happens, writing the changed column when it is a data column.
@@ -931,4 +992,22 @@ pub(super) fn col(name: &str, ty: Ty, key: bool) -> Col {
         key,
         protected: false,
     }
+}
+
+/// The type a column of type `ty` can be changed to (`ALTER COLUMN … TYPE … USING col::type`),
+/// which changes its PostgreSQL representation, its Turso type or both.
+fn retyped(ty: Ty) -> Option<Ty> {
+    Some(match ty {
+        Ty::I2 => Ty::I4,
+        Ty::I4 => Ty::I8,
+        Ty::I8 | Ty::F8 => Ty::Num,
+        Ty::Bool => Ty::I4,
+        Ty::F4 => Ty::F8,
+        Ty::Num | Ty::Uuid | Ty::Jsonb | Ty::IntArr | Ty::Interval | Ty::Bytea => Ty::Text,
+        Ty::Varchar => Ty::Text,
+        Ty::Text => Ty::Varchar,
+        Ty::Date => Ty::Ts,
+        Ty::Ts => Ty::Tstz,
+        Ty::Tstz | Ty::TextArr | Ty::Big => return None,
+    })
 }

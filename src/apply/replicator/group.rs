@@ -19,6 +19,7 @@ pub(super) fn continued(mut held: Txn, lsn: u64) -> Txn {
     held.skip = None;
     held.refused = false;
     held.changes = 0;
+    held.rewritten = 0;
     held
 }
 
@@ -50,7 +51,7 @@ impl<T: Transport> Replicator<T> {
                 xid: Some(txn.xid),
                 commit_time: txn.commit_time,
             });
-            Some(commit_line(txn.lsn, txn.changes))
+            Some(commit_line(txn.lsn, txn.changes, txn.rewritten))
         };
         if let Some(p) = self.held_progress {
             // Held, named by the last transaction that sent something.
