@@ -673,3 +673,108 @@ fn an_idle_stream_is_kept_open() {
 mod delivery;
 mod group;
 mod streaming;
+
+#[test]
+fn a_rewrite_replaces_the_table_once_per_rewrite() {
+    let mut fake = Fake::default();
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default());
+    let rewrite = |id: u32, row: i64| match insert(row) {
+        RowChange::Insert { new } => RowChange::Rewrite { rewrite: id, new },
+        _ => unreachable!(),
+    };
+    r.begin(0x100, 1).unwrap();
+    r.change(&table(), insert(1)).unwrap();
+    r.change(&table(), rewrite(7, 1)).unwrap();
+    r.change(&table(), rewrite(7, 2)).unwrap();
+    // A second rewrite of the same table in the transaction starts over.
+    r.change(&table(), rewrite(8, 1)).unwrap();
+    let line = r.commit().unwrap();
+    drop(r);
+    assert_eq!(
+        line.as_deref(),
+        Some("COMMIT 0/100: 1 change, 3 rows rewritten")
+    );
+    assert_eq!(
+        step_sqls(&txns(&fake)[0].1),
+        [
+            "BEGIN",
+            "CREATE TABLE",
+            "INSERT INTO",
+            "DROP TABLE",
+            "CREATE TABLE",
+            "INSERT INTO",
+            "DROP TABLE",
+            "CREATE TABLE",
+            "INSERT INTO",
+            "INSERT INTO", // the progress row
+            "COMMIT",
+            "ROLLBACK"
+        ]
+    );
+}
+
+#[test]
+fn a_table_takes_over_the_name_of_a_dropped_one() {
+    fn gone(source: &str) -> Option<Option<String>> {
+        // "1.1" was dropped in PostgreSQL; "1.3" was renamed to u.
+        match source {
+            "1.1" => Some(None),
+            "1.3" => Some(Some("u".into())),
+            _ => None,
+        }
+    }
+    let mut fake = Fake::default();
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default())
+        .with_source_name(gone);
+    let other = |source: &str| Table {
+        source: source.into(),
+        ..table()
+    };
+    r.begin(0x100, 1).unwrap();
+    r.change(&table(), insert(1)).unwrap();
+    r.commit().unwrap();
+    // Another table named t: the first one is gone, so its Turso table is dropped.
+    r.begin(0x200, 2).unwrap();
+    r.change(&other("1.2"), insert(2)).unwrap();
+    r.commit().unwrap();
+    // A table named t while the holder (1.2) still exists under that name: a conflict.
+    r.begin(0x300, 3).unwrap();
+    let e = r.change(&other("1.4"), insert(3)).unwrap_err();
+    assert!(matches!(e, PgTursoError::NameConflict { .. }), "{e}");
+    r.abort();
+    // A table named w while the holder (1.3) has been renamed to u: its Turso table follows.
+    let named = |source: &str, name: &str| Table {
+        source: source.into(),
+        pg_name: name.into(),
+        turso_name: name.into(),
+        ..table()
+    };
+    r.begin(0x400, 4).unwrap();
+    r.change(&named("1.3", "w"), insert(4)).unwrap();
+    r.commit().unwrap();
+    r.begin(0x500, 5).unwrap();
+    r.change(&named("1.5", "w"), insert(5)).unwrap();
+    r.commit().unwrap();
+    drop(r);
+    let last: Vec<String> = all_steps(&txns(&fake).last().unwrap().1)
+        .iter()
+        .map(|s| s["stmt"]["sql"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        last.contains(&"ALTER TABLE \"w\" RENAME TO \"u\"".to_string()),
+        "{last:?}"
+    );
+    let sqls: Vec<String> = all_steps(&txns(&fake)[1].1)
+        .iter()
+        .map(|s| s["stmt"]["sql"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        sqls.contains(&"DROP TABLE IF EXISTS \"t\"".to_string()),
+        "{sqls:?}"
+    );
+    assert!(
+        sqls.iter()
+            .any(|s| s.starts_with("DELETE FROM \"_pgturso_schema\"")),
+        "{sqls:?}"
+    );
+}
