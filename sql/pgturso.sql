@@ -245,6 +245,45 @@ LANGUAGE sql STABLE AS $$
          JOIN pg_attribute a ON a.attrelid = mv AND a.attnum = k.attnum
 $$;
 
+-- The difference between a materialized view and its shadow (what Turso has), into the temporary
+-- tables pgturso_mv_deletes (rows to delete by key) and pgturso_mv_upserts (rows to upsert).
+-- Computed before any request to Turso, so no Turso stream waits on it. Keys and rows are
+-- compared as text, which hashes (IS NOT DISTINCT FROM does not: a nested loop, quadratic in the
+-- view's rows), and whole-row references ("alias.*") keep a column named like an alias from
+-- capturing them. Rows with a NULL in the key are not identified by it (a unique index lets such
+-- keys repeat): when the rows sharing such a key change at all, every Turso row with that key is
+-- deleted (NULL-safe, IS) and the view's rows with it inserted again.
+CREATE FUNCTION pgturso._mv_diff(mv regclass, shadow text, key text[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    kn text := format('ROW(%s)::text', (SELECT string_agg('pgturso_new.' || k, ', ') FROM unnest(key) k));
+    ko text := format('ROW(%s)::text', (SELECT string_agg('pgturso_old.' || k, ', ') FROM unnest(key) k));
+    nulln text := (SELECT string_agg('pgturso_new.' || k || ' IS NULL', ' OR ') FROM unnest(key) k);
+    nullo text := (SELECT string_agg('pgturso_old.' || k || ' IS NULL', ' OR ') FROM unnest(key) k);
+    groups text;
+BEGIN
+    DROP TABLE IF EXISTS pg_temp.pgturso_mv_deletes, pg_temp.pgturso_mv_upserts, pg_temp.pgturso_mv_groups;
+    -- The NULL-keyed groups whose rows changed.
+    groups := format(
+        'SELECT kt FROM (SELECT %1$s AS kt, string_agg((pgturso_new.*)::text, '','' ORDER BY (pgturso_new.*)::text) AS a FROM %3$s pgturso_new WHERE %5$s GROUP BY 1) n '
+        'FULL JOIN (SELECT %2$s AS kt, string_agg((pgturso_old.*)::text, '','' ORDER BY (pgturso_old.*)::text) AS a FROM %4$s pgturso_old WHERE %6$s GROUP BY 1) o '
+        'USING (kt) WHERE n.a IS DISTINCT FROM o.a',
+        kn, ko, mv::text, shadow, nulln, nullo);
+    EXECUTE format('CREATE TEMP TABLE pgturso_mv_groups AS %s', groups);
+    EXECUTE format(
+        'CREATE TEMP TABLE pgturso_mv_deletes AS '
+        'SELECT pgturso_old.* FROM %1$s pgturso_old WHERE NOT (%4$s) AND NOT EXISTS (SELECT 1 FROM %2$s pgturso_new WHERE %3$s = %5$s) '
+        'UNION ALL SELECT DISTINCT ON (%5$s) pgturso_old.* FROM %1$s pgturso_old WHERE (%4$s) AND %5$s IN (SELECT kt FROM pg_temp.pgturso_mv_groups)',
+        shadow, mv::text, kn, nullo, ko);
+    EXECUTE format(
+        'CREATE TEMP TABLE pgturso_mv_upserts AS '
+        'SELECT pgturso_new.* FROM %1$s pgturso_new WHERE NOT (%4$s) AND NOT EXISTS (SELECT 1 FROM %2$s pgturso_old WHERE (pgturso_old.*)::text = (pgturso_new.*)::text) '
+        'UNION ALL SELECT pgturso_new.* FROM %1$s pgturso_new WHERE (%4$s) AND %3$s IN (SELECT kt FROM pg_temp.pgturso_mv_groups)',
+        mv::text, shadow, kn, nulln);
+    DROP TABLE pg_temp.pgturso_mv_groups;
+END
+$$;
+
 -- Refreshes a materialized view, then makes its Turso table equal to it in one Turso transaction.
 -- With a unique index: REFRESH ... CONCURRENTLY, and only the difference against the last
 -- replicated contents (kept in a shadow table) travels. Without: the Turso table is replaced.
@@ -276,14 +315,10 @@ BEGIN
         EXECUTE format('CREATE TABLE %s AS SELECT * FROM %s WITH NO DATA', shadow, mv::text);
         SELECT s.rows INTO n FROM pgturso._sync_rows(mv, c.url, c.token, true, NULL, format('SELECT * FROM %s', mv::text)) s;
     ELSE
-        -- Whole-row references ("alias.*") so a column named like an alias cannot capture them.
+        PERFORM pgturso._mv_diff(mv, shadow, key);
         SELECT s.rows INTO n FROM pgturso._sync_rows(mv, c.url, c.token, false,
-            format('SELECT pgturso_old.* FROM %s pgturso_old WHERE NOT EXISTS (SELECT 1 FROM %s pgturso_new WHERE (%s) IS NOT DISTINCT FROM (%s))',
-                   shadow, mv::text,
-                   (SELECT string_agg('pgturso_new.' || k, ', ') FROM unnest(key) k),
-                   (SELECT string_agg('pgturso_old.' || k, ', ') FROM unnest(key) k)),
-            format('SELECT pgturso_new.* FROM %s pgturso_new WHERE NOT EXISTS (SELECT 1 FROM %s pgturso_old WHERE (pgturso_old.*)::text = (pgturso_new.*)::text)',
-                   mv::text, shadow)) s;
+            'SELECT * FROM pg_temp.pgturso_mv_deletes', 'SELECT * FROM pg_temp.pgturso_mv_upserts') s;
+        DROP TABLE pg_temp.pgturso_mv_deletes, pg_temp.pgturso_mv_upserts;
     END IF;
     IF key IS NOT NULL THEN
         EXECUTE format('TRUNCATE %s', shadow);

@@ -196,8 +196,30 @@ pub(super) fn delete(table: &Table, old: Option<&[Cell]>) -> Result<Op, StmtErro
     let old = old.ok_or_else(|| no_identity(table, "DELETE"))?;
     let name = quote_ident(&table.turso_name);
     if !table.key.is_empty() {
-        let key = key_values(table, old).ok_or_else(|| no_identity(table, "DELETE"))?;
-        return Ok(Op::DeleteKey { key });
+        if let Some(key) = key_values(table, old) {
+            return Ok(Op::DeleteKey { key });
+        }
+        // A NULL in the key (a materialized view's unique index allows them, and then does not
+        // identify the row): every row with that key, NULL-safe.
+        let key: Option<Vec<Value>> = table
+            .key
+            .iter()
+            .map(|&i| match old.get(i) {
+                Some(Cell::Value(v)) => Some(v.clone()),
+                _ => None,
+            })
+            .collect();
+        let key = key.ok_or_else(|| no_identity(table, "DELETE"))?;
+        let pred = table
+            .key
+            .iter()
+            .map(|&i| format!("{} IS ?", quote_ident(&table.columns[i].name)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        return Ok(Op::Single(Stmt::new(
+            format!("DELETE FROM {name} WHERE {pred}"),
+            key,
+        )));
     }
     if !table.identity_full {
         return Err(no_identity(table, "DELETE"));
