@@ -260,9 +260,15 @@ DECLARE
     ko text := format('ROW(%s)::text', (SELECT string_agg('pgturso_old.' || k, ', ') FROM unnest(key) k));
     nulln text := (SELECT string_agg('pgturso_new.' || k || ' IS NULL', ' OR ') FROM unnest(key) k);
     nullo text := (SELECT string_agg('pgturso_old.' || k || ' IS NULL', ' OR ') FROM unnest(key) k);
+    same_key text := (SELECT string_agg(format('pgturso_new.%1$s = pgturso_old.%1$s', k), ' AND ') FROM unnest(key) k);
     groups text;
 BEGIN
-    DROP TABLE IF EXISTS pg_temp.pgturso_mv_deletes, pg_temp.pgturso_mv_upserts, pg_temp.pgturso_mv_groups;
+    IF to_regclass('pg_temp.pgturso_mv_deletes') IS NOT NULL THEN
+        DROP TABLE pg_temp.pgturso_mv_deletes;
+    END IF;
+    IF to_regclass('pg_temp.pgturso_mv_upserts') IS NOT NULL THEN
+        DROP TABLE pg_temp.pgturso_mv_upserts;
+    END IF;
     -- The NULL-keyed groups whose rows changed.
     groups := format(
         'SELECT kt FROM (SELECT %1$s AS kt, string_agg((pgturso_new.*)::text, '','' ORDER BY (pgturso_new.*)::text) AS a FROM %3$s pgturso_new WHERE %5$s GROUP BY 1) n '
@@ -272,9 +278,9 @@ BEGIN
     EXECUTE format('CREATE TEMP TABLE pgturso_mv_groups AS %s', groups);
     EXECUTE format(
         'CREATE TEMP TABLE pgturso_mv_deletes AS '
-        'SELECT pgturso_old.* FROM %1$s pgturso_old WHERE NOT (%4$s) AND NOT EXISTS (SELECT 1 FROM %2$s pgturso_new WHERE %3$s = %5$s) '
+        'SELECT pgturso_old.* FROM %1$s pgturso_old WHERE NOT (%4$s) AND NOT EXISTS (SELECT 1 FROM %2$s pgturso_new WHERE %3$s) '
         'UNION ALL SELECT DISTINCT ON (%5$s) pgturso_old.* FROM %1$s pgturso_old WHERE (%4$s) AND %5$s IN (SELECT kt FROM pg_temp.pgturso_mv_groups)',
-        shadow, mv::text, kn, nullo, ko);
+        shadow, mv::text, same_key, nullo, ko);
     EXECUTE format(
         'CREATE TEMP TABLE pgturso_mv_upserts AS '
         'SELECT pgturso_new.* FROM %1$s pgturso_new WHERE NOT (%4$s) AND NOT EXISTS (SELECT 1 FROM %2$s pgturso_old WHERE (pgturso_old.*)::text = (pgturso_new.*)::text) '
@@ -314,15 +320,18 @@ BEGIN
         END IF;
         EXECUTE format('CREATE TABLE %s AS SELECT * FROM %s WITH NO DATA', shadow, mv::text);
         SELECT s.rows INTO n FROM pgturso._sync_rows(mv, c.url, c.token, true, NULL, format('SELECT * FROM %s', mv::text)) s;
+        EXECUTE format('INSERT INTO %s SELECT * FROM %s', shadow, mv::text);
     ELSE
         PERFORM pgturso._mv_diff(mv, shadow, key);
         SELECT s.rows INTO n FROM pgturso._sync_rows(mv, c.url, c.token, false,
             'SELECT * FROM pg_temp.pgturso_mv_deletes', 'SELECT * FROM pg_temp.pgturso_mv_upserts') s;
+        -- The shadow takes the same difference: the rows of every key deleted or upserted go,
+        -- the upserted rows come (as Turso did).
+        EXECUTE format(
+            'DELETE FROM %1$s pgturso_old WHERE %2$s IN (SELECT %2$s FROM pg_temp.pgturso_mv_deletes pgturso_old UNION ALL SELECT %2$s FROM pg_temp.pgturso_mv_upserts pgturso_old)',
+            shadow, format('ROW(%s)::text', (SELECT string_agg('pgturso_old.' || k, ', ') FROM unnest(key) k)));
+        EXECUTE format('INSERT INTO %s SELECT * FROM pg_temp.pgturso_mv_upserts', shadow);
         DROP TABLE pg_temp.pgturso_mv_deletes, pg_temp.pgturso_mv_upserts;
-    END IF;
-    IF key IS NOT NULL THEN
-        EXECUTE format('TRUNCATE %s', shadow);
-        EXECUTE format('INSERT INTO %s SELECT * FROM %s', shadow, mv::text);
     END IF;
     PERFORM pgturso._record(mv, 'mv', n);
     PERFORM pgturso._pin_credentials(mv, c.url_fn, c.token_fn);
