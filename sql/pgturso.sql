@@ -612,11 +612,6 @@ BEGIN
                   HINT = format('Create it first, e.g. CREATE PUBLICATION %I FOR TABLE accounts, orders;', publication);
     END IF;
     PERFORM pgturso._authorize_publication(session_user, p.oid, 'turso_start(text, regprocedure, regprocedure)');
-    IF p.pubviaroot THEN
-        RAISE EXCEPTION 'publication "%" publishes through the partition root, which pgturso does not support yet', publication
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = format('ALTER PUBLICATION %I SET (publish_via_partition_root = false): each partition is then replicated into a Turso table of its own.', publication);
-    END IF;
     SELECT * INTO r FROM pgturso.publications x WHERE x.pubname = publication;
     IF FOUND THEN
         IF r.enabled AND EXISTS (SELECT 1 FROM pgturso._workers(r.id)) THEN
@@ -652,7 +647,10 @@ BEGIN
         FOR t IN SELECT DISTINCT format('%I.%I', pt.schemaname, pt.tablename)::regclass AS rel
                    FROM pg_publication_tables pt WHERE pt.pubname = publication ORDER BY 1 LOOP
             SELECT s.snapshot INTO snap
-              FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL, format('SELECT * FROM ONLY %s', t.rel),
+              FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL,
+                                      -- A partitioned table (published through the root) holds its partitions' rows.
+                                      format(CASE WHEN (SELECT relkind FROM pg_class WHERE oid = t.rel) = 'p'
+                                                  THEN 'SELECT * FROM %s' ELSE 'SELECT * FROM ONLY %s' END, t.rel),
                                       CASE WHEN first THEN slot END) s;
             first := false;
             snaps := snaps || jsonb_build_object(t.rel::oid::text, snap);

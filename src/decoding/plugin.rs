@@ -389,41 +389,55 @@ unsafe fn in_change_cxt<T>(state: &State, f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// A change of kind `kind` to `table` (relation `relid`) by top-level transaction `xid` is
-/// replicated: it passes `table_name`, `publication_names` publish that kind of change of the
-/// table, and the table's initial copy (`skip_snapshots`) does not contain the transaction.
+/// Whether a change of kind `kind` to `table` (relation `relid`) by top-level transaction `xid`
+/// is replicated, and as which relation: `relid` itself, or for a partition the partitioned table
+/// its changes go to (the one `table_name` names, or with `publish_via_partition_root` the
+/// publication's top-most ancestor). It must pass `table_name`, `publication_names` must publish
+/// that kind of change of the table, and the table's initial copy (`skip_snapshots`) must not
+/// contain the transaction.
 ///
 /// # Safety
 /// Inside a decoding callback.
-unsafe fn wanted(
+unsafe fn target(
     options: &Options,
     relid: pg_sys::Oid,
     table: &Table,
     kind: Kind,
     xid: u32,
-) -> bool {
-    if options
-        .skip_snapshots
-        .get(&relid.to_u32())
-        .is_some_and(|s| s.sees(xid))
-    {
-        return false;
-    }
-    let named = options
-        .table
-        .as_ref()
-        .is_none_or(|f| f.matches(&table.pg_schema, &table.pg_name));
-    named
-        && options.publications.as_ref().is_none_or(|names| {
+) -> Option<pg_sys::Oid> {
+    let mut target = relid;
+    if let Some(f) = &options.table {
+        if !f.matches(&table.pg_schema, &table.pg_name) {
             // SAFETY: as the caller guarantees.
-            let a = unsafe { publication::actions(relid, names) };
-            match kind {
-                Kind::Insert => a.insert,
-                Kind::Update => a.update,
-                Kind::Delete => a.delete,
-                Kind::Truncate => a.truncate,
-            }
-        })
+            target = unsafe { publication::ancestors(relid) }
+                .into_iter()
+                .find(|&a| unsafe { tuple::is_named(a, f) })?;
+        }
+    }
+    if let Some(names) = &options.publications {
+        // SAFETY: as the caller guarantees.
+        let a = unsafe { publication::actions(relid, names) };
+        let published = match kind {
+            Kind::Insert => a.insert,
+            Kind::Update => a.update,
+            Kind::Delete => a.delete,
+            Kind::Truncate => a.truncate,
+        };
+        if !published {
+            return None;
+        }
+        target = a.root.unwrap_or(target);
+    }
+    let copied = |oid: pg_sys::Oid| {
+        options
+            .skip_snapshots
+            .get(&oid.to_u32())
+            .is_some_and(|s| s.sees(xid))
+    };
+    if copied(relid) || copied(target) {
+        return None;
+    }
+    Some(target)
 }
 
 #[derive(Clone, Copy)]
@@ -456,19 +470,34 @@ unsafe fn decode_change(
             REORDER_BUFFER_CHANGE_DELETE => Kind::Delete,
             _ => return None,
         };
-        if !wanted(&state.options, info.relid, &info.table, kind, xid) {
+        let Some(target) = target(&state.options, info.relid, &info.table, kind, xid) else {
             // Decoding may dwell on other tables for long: keep our Turso stream open.
             let kept = state.replicator.keep_alive();
             ok_or_raise(kept, &state.options);
             return None;
-        }
-        let tupdesc = (*rel).rd_att;
+        };
+        // A partition replicated as its partitioned table: its tuples in that table's row type.
+        let as_root = (target != info.relid)
+            .then(|| ok_or_raise(tuple::AsRoot::open(rel, target), &state.options));
+        let rewrite = info.rewrite.filter(|_| as_root.is_none());
+        let info = match &as_root {
+            Some(root) => root.info.clone(),
+            None => info,
+        };
+        let tupdesc = match &as_root {
+            Some(root) => root.tupdesc(),
+            None => (*rel).rd_att,
+        };
         let tp = (*change).data.tp;
         let tuple_of = |buf: *mut pg_sys::ReorderBufferTupleBuf| {
             if buf.is_null() {
                 Ok(None)
             } else {
-                tuple::cells(&info, tupdesc, &mut (*buf).tuple).map(Some)
+                let tuple = match &as_root {
+                    Some(root) => root.convert(&mut (*buf).tuple),
+                    None => &mut (*buf).tuple,
+                };
+                tuple::cells(&info, tupdesc, tuple).map(Some)
             }
         };
         let decoded = in_change_cxt(state, || -> Result<Option<RowChange>, PgTursoError> {
@@ -487,7 +516,9 @@ unsafe fn decode_change(
             })
         });
         let mut row = ok_or_raise(decoded, &state.options)?;
-        if let (Some(rewrite), RowChange::Insert { new }) = (info.rewrite, &mut row) {
+        // A partition's rewrite holds that partition's rows only: as the partitioned table's,
+        // they are upserts, not the table's whole contents.
+        if let (Some(rewrite), RowChange::Insert { new }) = (rewrite, &mut row) {
             row = RowChange::Rewrite {
                 rewrite,
                 new: std::mem::take(new),
@@ -523,9 +554,26 @@ unsafe fn truncated_tables(
         let mut tables = Vec::with_capacity(rels.len());
         for &rel in rels {
             let info = ok_or_raise(tuple::rel_info(rel), &state.options);
-            if wanted(&state.options, info.relid, &info.table, Kind::Truncate, xid) {
-                tables.push(info.table.clone());
+            // As pgoutput: a partition replicated as its partitioned table is truncated through
+            // that table only; a partitioned table is truncated only where it is replicated as
+            // one (table_name names it, or a publication through the partition root holds it),
+            // otherwise its partitions are.
+            let target = target(&state.options, info.relid, &info.table, Kind::Truncate, xid);
+            if target != Some(info.relid) {
+                continue;
             }
+            if (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_PARTITIONED_TABLE {
+                let named = state.options.table.is_some();
+                let via_root = state
+                    .options
+                    .publications
+                    .as_ref()
+                    .is_some_and(|names| publication::actions(info.relid, names).via_root);
+                if !named && !via_root {
+                    continue;
+                }
+            }
+            tables.push(info.table.clone());
         }
         tables
     }

@@ -9,13 +9,39 @@ use std::ffi::CString;
 
 use pgrx::pg_sys;
 
-/// The kinds of change a relation's publications publish.
+/// The kinds of change a relation's publications publish, and as which relation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Actions {
     pub insert: bool,
     pub update: bool,
     pub delete: bool,
     pub truncate: bool,
+    /// For a partition that a publication with `publish_via_partition_root` holds through an
+    /// ancestor: the top-most such ancestor, whose Turso table its changes go to (pgoutput's
+    /// `publish_as_relid`).
+    pub root: Option<pg_sys::Oid>,
+    /// A publication holding the relation publishes through the partition root.
+    pub via_root: bool,
+}
+
+/// The ancestors of partition `relid`, nearest first (empty for a relation that is no partition).
+///
+/// # Safety
+/// Inside a transaction.
+pub unsafe fn ancestors(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    // SAFETY: as the caller guarantees; the list is palloc'd in the current context.
+    unsafe {
+        let mut out = Vec::new();
+        if pg_sys::get_rel_relispartition(relid) {
+            let list = pg_sys::ffi::pg_guard_ffi_boundary(|| get_partition_ancestors(relid));
+            if !list.is_null() {
+                for i in 0..(*list).length as usize {
+                    out.push((*(*list).elements.add(i)).oid_value);
+                }
+            }
+        }
+        out
+    }
 }
 
 thread_local! {
@@ -80,34 +106,40 @@ unsafe fn look_up(relid: pg_sys::Oid, names: &[String]) -> Actions {
         // The relation and, for a partition, its ancestors: their own publications and their
         // schemas'.
         let mut rels = vec![relid];
-        if pg_sys::get_rel_relispartition(relid) {
-            let ancestors = pg_sys::ffi::pg_guard_ffi_boundary(|| get_partition_ancestors(relid));
-            if !ancestors.is_null() {
-                for i in 0..(*ancestors).length as usize {
-                    rels.push((*(*ancestors).elements.add(i)).oid_value);
-                }
-            }
-        }
+        rels.extend(ancestors(relid));
         let mut member = Vec::new();
         for &r in &rels {
             member.push(pg_sys::GetRelationPublications(r));
             member.push(pg_sys::GetSchemaPublications(pg_sys::get_rel_namespace(r)));
         }
         let mut a = Actions::default();
+        // Index in `rels` of the top-most ancestor a via-root publication holds.
+        let mut top = 0;
         for name in names {
             let cname = CString::new(name.as_str()).unwrap_or_default();
             let p = pg_sys::GetPublicationByName(cname.as_ptr(), false);
-            let holds = (*p).alltables
-                || member
-                    .iter()
-                    .any(|&list| pg_sys::list_member_oid(list, (*p).oid));
-            if holds {
+            let holds_at = |i: usize| {
+                (*p).alltables
+                    || member[2 * i..2 * i + 2]
+                        .iter()
+                        .any(|&list| pg_sys::list_member_oid(list, (*p).oid))
+            };
+            if (0..rels.len()).any(holds_at) {
                 let pa = (*p).pubactions;
                 a.insert |= pa.pubinsert;
                 a.update |= pa.pubupdate;
                 a.delete |= pa.pubdelete;
                 a.truncate |= pa.pubtruncate;
+                if (*p).pubviaroot {
+                    a.via_root = true;
+                    if let Some(i) = (1..rels.len()).rev().find(|&i| holds_at(i)) {
+                        top = top.max(i);
+                    }
+                }
             }
+        }
+        if top > 0 {
+            a.root = Some(rels[top]);
         }
         a
     }

@@ -570,6 +570,89 @@ unsafe fn text_or_output(
     }))
 }
 
+/// Relation `relid` is the table `filter` names.
+///
+/// # Safety
+/// Inside a transaction.
+pub unsafe fn is_named(relid: pg_sys::Oid, filter: &crate::options::TableFilter) -> bool {
+    // SAFETY: catalog lookups by oid; the strings are palloc'd copies read before returning.
+    unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        !name.is_null()
+            && !ns.is_null()
+            && filter.matches(
+                &CStr::from_ptr(ns).to_string_lossy(),
+                &CStr::from_ptr(name).to_string_lossy(),
+            )
+    }
+}
+
+/// A partition's changes replicated as those of a partitioned table (its root): the root's
+/// description, and the partition's tuples converted to the root's row type by column name
+/// (a partition may order or number its columns otherwise, as pgoutput handles).
+pub struct AsRoot {
+    rel: pg_sys::Relation,
+    pub info: Rc<RelInfo>,
+    map: *mut pg_sys::TupleConversionMap,
+}
+
+impl AsRoot {
+    /// # Safety
+    /// `leaf` is an open relation in a decoding callback; `root` one of its ancestors.
+    pub unsafe fn open(leaf: pg_sys::Relation, root: pg_sys::Oid) -> Result<AsRoot, PgTursoError> {
+        // SAFETY: as the caller guarantees; the reference is released on drop.
+        unsafe {
+            let rel = pg_sys::RelationIdGetRelation(root);
+            if rel.is_null() {
+                return Err(PgTursoError::SchemaChange {
+                    table: name_str(&(*(*leaf).rd_rel).relname),
+                    what: "its partitioned table does not exist".into(),
+                });
+            }
+            let info = match rel_info(rel) {
+                Ok(info) => info,
+                Err(e) => {
+                    pg_sys::RelationClose(rel);
+                    return Err(e);
+                }
+            };
+            let map = pg_sys::convert_tuples_by_name((*leaf).rd_att, (*rel).rd_att);
+            Ok(AsRoot { rel, info, map })
+        }
+    }
+
+    pub fn tupdesc(&self) -> pg_sys::TupleDesc {
+        // SAFETY: the relation stays open while self lives.
+        unsafe { (*self.rel).rd_att }
+    }
+
+    /// `tuple` (of the partition) in the root's row type.
+    ///
+    /// # Safety
+    /// `tuple` is a valid tuple of the partition this was opened for.
+    pub unsafe fn convert(&self, tuple: pg_sys::HeapTuple) -> pg_sys::HeapTuple {
+        if self.map.is_null() {
+            tuple
+        } else {
+            // SAFETY: as the caller guarantees; the copy lives in the current memory context.
+            unsafe { pg_sys::execute_attr_map_tuple(tuple, self.map) }
+        }
+    }
+}
+
+impl Drop for AsRoot {
+    fn drop(&mut self) {
+        // SAFETY: both were obtained in `open` and are released once.
+        unsafe {
+            if !self.map.is_null() {
+                pg_sys::free_conversion_map(self.map);
+            }
+            pg_sys::RelationClose(self.rel);
+        }
+    }
+}
+
 /// The Turso name of source table `source` (`<database oid>.<table oid>`) as PostgreSQL's catalog
 /// has it now (in a decoding callback: as of the change being decoded). See
 /// [`crate::apply::replicator::SourceName`].
