@@ -144,3 +144,36 @@ fn without_the_root_each_partition_is_its_own_table() {
         );
     }
 }
+
+/// The worker (`turso_start`) with a publication through the partition root: the initial copy of
+/// the partitioned table holds every partition's rows, later changes follow into the same table.
+#[test]
+fn the_worker_replicates_a_publication_through_the_partition_root() {
+    let sqld = Sqld::start("parts_worker", false);
+    let mut c = common::pg().fresh_db("parts_worker");
+    c.batch_execute(&format!(
+        "CREATE EXTENSION pgturso;
+         CREATE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$;
+         CREATE FUNCTION turso_token() RETURNS text LANGUAGE sql AS $$ SELECT '' $$;",
+        sqld.url()
+    ))
+    .unwrap();
+    partitioned(
+        &mut c,
+        "CREATE PUBLICATION p_worker FOR TABLE ev WITH (publish_via_partition_root = true)",
+    );
+    common::one(&mut c, "SELECT turso_start('p_worker')");
+    same_rows(&mut c, &sqld, "ev", "SELECT * FROM ev");
+    workload(&mut c);
+    common::wait_until(
+        "the worker to replicate the partitions' changes",
+        std::time::Duration::from_secs(90),
+        || {
+            sqld.query_text("SELECT count(*), sum(id) FROM ev")
+                == pg_rows(&mut c, "SELECT count(*), sum(id) FROM ev")
+        },
+    );
+    same_rows(&mut c, &sqld, "ev", "SELECT * FROM ev");
+    assert!(!sqld.table_exists("ev_2027"));
+    common::one(&mut c, "SELECT turso_stop('p_worker')");
+}
