@@ -223,10 +223,10 @@ BEGIN
     END IF;
     IF snap IS NOT NULL THEN
         n := n + (SELECT count(*) FROM pg_logical_slot_get_changes(slot, NULL, NULL,
-                     'url', c.url, 'auth', c.token, 'table_name', pgturso._qualified(tbl), 'skip_snapshot', snap));
+                     'url', c.url, 'auth', c.token, 'table_oid', tbl::oid::text, 'skip_snapshot', snap));
     ELSE
         n := n + (SELECT count(*) FROM pg_logical_slot_get_changes(slot, NULL, NULL,
-                     'url', c.url, 'auth', c.token, 'table_name', pgturso._qualified(tbl)));
+                     'url', c.url, 'auth', c.token, 'table_oid', tbl::oid::text));
     END IF;
     PERFORM pgturso._record(tbl, 'table', n);
     PERFORM pgturso._pin_credentials(tbl, c.url_fn, c.token_fn);

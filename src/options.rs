@@ -75,6 +75,10 @@ pub struct Options {
     /// The token without any `Bearer ` prefix.
     pub token: Option<String>,
     pub table: Option<TableFilter>,
+    /// `table_oid`: only the table with this OID (and its partitions), whatever its name when
+    /// each change was made; what the SQL API passes, so that a rename between a change and its
+    /// decoding loses nothing.
+    pub table_oid: Option<u32>,
     /// `publication_names`: only tables of these publications, and only the kinds of change they
     /// publish (as pgoutput does).
     pub publications: Option<Vec<String>>,
@@ -139,6 +143,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
     let mut streaming = true;
     let mut group_commit = false;
     let mut decoding_work_mem_kb = None;
+    let mut table_oid = None;
     for (name, value) in raw {
         if seen.contains(&name.as_str()) {
             return Err(PgTursoError::RedundantOption { name: name.clone() });
@@ -159,6 +164,12 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
                 token = read_token_file(val.unwrap_or(""), std::path::Path::new(TOKEN_DIR))?
             }
             "table_name" => table = Some(parse_table(val.unwrap_or(""))?),
+            "table_oid" => {
+                let v = val.unwrap_or("");
+                table_oid = Some(v.trim().parse::<u32>().ok().filter(|&o| o > 0).ok_or_else(
+                    || invalid(name, v, "Give the table's OID, e.g. 't'::regclass::oid."),
+                )?);
+            }
             "publication_names" => {
                 let v = val.unwrap_or("");
                 publications = Some(split_identifiers(v, ',').ok_or_else(|| {
@@ -240,6 +251,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
         // `libsql://host?authToken=…` carries the token in the URL; an `auth` option wins.
         token: token.or(url_token),
         table,
+        table_oid,
         publications,
         ca_file,
         skip_snapshot,

@@ -406,7 +406,14 @@ unsafe fn target(
     xid: u32,
 ) -> Option<pg_sys::Oid> {
     let mut target = relid;
-    if let Some(f) = &options.table {
+    if let Some(oid) = options.table_oid.map(pg_sys::Oid::from) {
+        if relid != oid {
+            // SAFETY: as the caller guarantees.
+            target = unsafe { publication::ancestors(relid) }
+                .into_iter()
+                .find(|&a| a == oid)?;
+        }
+    } else if let Some(f) = &options.table {
         if !f.matches(&table.pg_schema, &table.pg_name) {
             // SAFETY: as the caller guarantees.
             target = unsafe { publication::ancestors(relid) }
@@ -563,7 +570,7 @@ unsafe fn truncated_tables(
                 continue;
             }
             if (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_PARTITIONED_TABLE {
-                let named = state.options.table.is_some();
+                let named = state.options.table.is_some() || state.options.table_oid.is_some();
                 let via_root = state
                     .options
                     .publications

@@ -326,3 +326,13 @@ fn auth_and_auth_file_together_are_refused() {
     .unwrap_err();
     assert!(err.hint().unwrap().contains("not both"), "{err}");
 }
+
+#[test]
+fn table_oid_is_a_positive_oid() {
+    let o = opts(&[("url", Some("http://h/")), ("table_oid", Some(" 16384 "))]).unwrap();
+    assert_eq!(o.table_oid, Some(16384));
+    for bad in ["0", "-1", "t", ""] {
+        let e = opts(&[("url", Some("http://h/")), ("table_oid", Some(bad))]).unwrap_err();
+        assert!(e.to_string().contains("table_oid"), "{bad}: {e}");
+    }
+}
