@@ -612,6 +612,12 @@ BEGIN
                   HINT = format('Create it first, e.g. CREATE PUBLICATION %I FOR TABLE accounts, orders;', publication);
     END IF;
     PERFORM pgturso._authorize_publication(session_user, p.oid, 'turso_start(text, regprocedure, regprocedure)');
+    IF EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = p.oid
+               AND (pr.prqual IS NOT NULL OR pr.prattrs IS NOT NULL)) THEN
+        RAISE EXCEPTION 'publication "%" has row filters or column lists, which pgturso does not apply yet', publication
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'pgturso would otherwise replicate every row and column of those tables. Publish them without WHERE or a column list, or in another publication.';
+    END IF;
     SELECT * INTO r FROM pgturso.publications x WHERE x.pubname = publication;
     IF FOUND THEN
         IF r.enabled AND EXISTS (SELECT 1 FROM pgturso._workers(r.id)) THEN

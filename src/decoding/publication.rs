@@ -98,6 +98,59 @@ pub unsafe fn actions(relid: pg_sys::Oid, names: &[String]) -> Actions {
     a
 }
 
+/// `pg_publication_rel`'s `prqual` and `prattrs` (attribute numbers, the same in PostgreSQL
+/// 15 to 18).
+const ANUM_PRQUAL: i16 = 4;
+const ANUM_PRATTRS: i16 = 5;
+
+/// Raises an ERROR when publication `pubid` (`name`) has a row filter or a column list for
+/// relation `relid`: pgturso does not apply them yet, and replicating the whole table instead
+/// would send rows and columns the publication keeps back.
+///
+/// # Safety
+/// As [`actions`].
+unsafe fn refuse_filters(relid: pg_sys::Oid, pubid: pg_sys::Oid, name: &str) {
+    // SAFETY: a syscache lookup, released before returning (or before the ERROR).
+    unsafe {
+        let tup = pg_sys::SearchSysCache2(
+            pg_sys::SysCacheIdentifier::PUBLICATIONRELMAP as i32,
+            pg_sys::Datum::from(relid),
+            pg_sys::Datum::from(pubid),
+        );
+        if tup.is_null() {
+            return;
+        }
+        let mut isnull = true;
+        let has = |attnum: i16, isnull: &mut bool| {
+            pg_sys::SysCacheGetAttr(
+                pg_sys::SysCacheIdentifier::PUBLICATIONRELMAP as i32,
+                tup,
+                attnum,
+                isnull,
+            );
+            !*isnull
+        };
+        let filter = has(ANUM_PRQUAL, &mut isnull);
+        let columns = has(ANUM_PRATTRS, &mut isnull);
+        pg_sys::ReleaseSysCache(tup);
+        if filter || columns {
+            let what = match (filter, columns) {
+                (true, true) => "a row filter and a column list",
+                (true, false) => "a row filter",
+                _ => "a column list",
+            };
+            let table = crate::decoding::tuple::display_name(relid);
+            pgrx::pg_sys::panic::ErrorReport::new(
+                pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("publication \"{name}\" has {what} for table \"{table}\", which pgturso does not apply yet"),
+                "pgturso",
+            )
+            .set_hint("pgturso would otherwise replicate every row and column of the table. Publish the table without WHERE or a column list (ALTER PUBLICATION … SET TABLE), or in a publication pgturso does not replicate.")
+            .report(pgrx::PgLogLevel::ERROR);
+        }
+    }
+}
+
 /// # Safety
 /// As [`actions`].
 unsafe fn look_up(relid: pg_sys::Oid, names: &[String]) -> Actions {
@@ -125,6 +178,11 @@ unsafe fn look_up(relid: pg_sys::Oid, names: &[String]) -> Actions {
                         .any(|&list| pg_sys::list_member_oid(list, (*p).oid))
             };
             if (0..rels.len()).any(holds_at) {
+                for (i, &r) in rels.iter().enumerate() {
+                    if pg_sys::list_member_oid(member[2 * i], (*p).oid) {
+                        refuse_filters(r, (*p).oid, name);
+                    }
+                }
                 let pa = (*p).pubactions;
                 a.insert |= pa.pubinsert;
                 a.update |= pa.pubupdate;

@@ -570,6 +570,23 @@ unsafe fn text_or_output(
     }))
 }
 
+/// `schema.table` of relation `relid`, for messages (its OID when it has no name).
+pub fn display_name(relid: pg_sys::Oid) -> String {
+    // SAFETY: catalog lookups by oid; the strings are palloc'd copies read before returning.
+    unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        if name.is_null() || ns.is_null() {
+            return relid.to_u32().to_string();
+        }
+        format!(
+            "{}.{}",
+            CStr::from_ptr(ns).to_string_lossy(),
+            CStr::from_ptr(name).to_string_lossy()
+        )
+    }
+}
+
 /// Relation `relid` is the table `filter` names.
 ///
 /// # Safety
