@@ -177,6 +177,21 @@ fn type_changes_carry_every_row_in_the_new_representation() {
     .unwrap();
     sync(&mut c, "ty");
     assert!(storage(&sqld, "ty", "f").iter().all(|c| c == "text"));
+    // TOASTed values travel through a rewrite whole (PostgreSQL re-toasts them into the new heap).
+    c.batch_execute(
+        "CREATE TABLE toasty(id int PRIMARY KEY, n int, doc text);
+         ALTER TABLE toasty ALTER doc SET STORAGE EXTERNAL;
+         INSERT INTO toasty SELECT i, i, repeat(md5(i::text), 400) FROM generate_series(1, 20) i",
+    )
+    .unwrap();
+    sync(&mut c, "toasty");
+    c.batch_execute("ALTER TABLE toasty ALTER n TYPE text USING (n * 3)::text")
+        .unwrap();
+    sync(&mut c, "toasty");
+    assert_eq!(
+        sqld.query_text("SELECT sum(length(doc)) FROM toasty"),
+        [[Some("256000".to_string())]]
+    );
     // A large rewrite streamed by PostgreSQL (decoded in pieces, spooled, applied at commit).
     c.batch_execute(
         "CREATE TABLE big(id int PRIMARY KEY, x int, pad text);
