@@ -853,3 +853,28 @@ REVOKE ALL ON FUNCTION @extschema@.turso_replicate_table(regclass), @extschema@.
     @extschema@.turso_schedule_mv_replication(regclass, text),
     @extschema@.turso_unschedule(text, boolean),
     @extschema@.turso_start(text, regprocedure, regprocedure), @extschema@.turso_stop(text, boolean) FROM PUBLIC;
+
+-- Announces each dropped table in the WAL (a transactional logical message, prefix 'pgturso'),
+-- so that decoding with option drop_tables drops its Turso table too. Never makes a DROP fail:
+-- any problem here is a WARNING.
+CREATE FUNCTION pgturso._announce_drops() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    o record;
+    db oid := (SELECT oid FROM pg_database WHERE datname = current_database());
+BEGIN
+    IF current_setting('wal_level') <> 'logical' THEN
+        RETURN;
+    END IF;
+    FOR o IN SELECT d.objid FROM pg_event_trigger_dropped_objects() d
+              WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+                AND d.object_type = 'table' AND NOT d.is_temporary LOOP
+        BEGIN
+            PERFORM pg_logical_emit_message(true, 'pgturso', json_build_object('drop', db || '.' || o.objid)::text);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pgturso could not announce the drop of table %: %', o.objid, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER pgturso_announce_drops ON sql_drop EXECUTE FUNCTION pgturso._announce_drops();

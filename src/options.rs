@@ -99,6 +99,9 @@ pub struct Options {
     /// the decoding call. Only for pgturso's publication worker, which decodes with
     /// `pg_logical_slot_peek_changes` and advances the slot once Turso has committed.
     pub group_commit: bool,
+    /// `drop_tables`: a replicated table dropped in PostgreSQL is dropped in Turso too (needs
+    /// the extension in the database, whose event trigger announces drops in the WAL).
+    pub drop_tables: bool,
     /// `logical_decoding_work_mem` (kB) for this decoding session, when given.
     pub decoding_work_mem_kb: Option<u32>,
 }
@@ -144,6 +147,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
     let mut group_commit = false;
     let mut decoding_work_mem_kb = None;
     let mut table_oid = None;
+    let mut drop_tables = false;
     for (name, value) in raw {
         if seen.contains(&name.as_str()) {
             return Err(PgTursoError::RedundantOption { name: name.clone() });
@@ -231,6 +235,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
             }
             "streaming" => streaming = parse_bool(name, val)?,
             "group_commit" => group_commit = parse_bool(name, val)?,
+            "drop_tables" => drop_tables = parse_bool(name, val)?,
             "decoding_work_mem" => decoding_work_mem_kb = Some(parse_kb(name, val)?),
             _ => {
                 let shown = match val {
@@ -260,6 +265,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
         limits,
         streaming,
         group_commit,
+        drop_tables,
         decoding_work_mem_kb,
     })
 }

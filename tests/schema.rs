@@ -455,3 +455,70 @@ fn keyless_tables_find_rows_through_an_identity_index() {
         ]
     );
 }
+
+/// DROP TABLE keeps the Turso table by default; with option drop_tables (and the extension in
+/// the database, whose event trigger announces drops in the WAL) it is dropped too, also through
+/// DROP SCHEMA … CASCADE and when a role without any pgturso right drops its own table.
+#[test]
+fn drop_tables_drops_the_turso_table_in_the_same_transaction() {
+    let sqld = Sqld::start("schema_drops", false);
+    let (mut c, slot) = setup_slot("schema_drops");
+    c.batch_execute(
+        "CREATE EXTENSION pgturso;
+         CREATE TABLE kept(id int PRIMARY KEY); CREATE TABLE gone(id int PRIMARY KEY);
+         CREATE SCHEMA s; CREATE TABLE s.inner_t(id int PRIMARY KEY);
+         DO $$ BEGIN CREATE ROLE schema_dropper LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         CREATE TABLE owned(id int PRIMARY KEY);
+         ALTER TABLE owned OWNER TO schema_dropper;
+         INSERT INTO kept VALUES (1); INSERT INTO gone VALUES (1); INSERT INTO s.inner_t VALUES (1);
+         INSERT INTO owned VALUES (1)",
+    )
+    .unwrap();
+    let url = sqld.url();
+    let sync = |c: &mut postgres::Client, drop: bool| {
+        let mut opts = vec![("url", url.as_str())];
+        if drop {
+            opts.push(("drop_tables", "on"));
+        }
+        get_changes(c, &slot, &opts).unwrap()
+    };
+    sync(&mut c, true);
+    for t in ["kept", "gone", "s.inner_t", "owned"] {
+        assert!(sqld.table_exists(t), "{t}");
+    }
+    // Without the option the Turso table stays.
+    c.batch_execute("DROP TABLE kept").unwrap();
+    sync(&mut c, false);
+    assert!(sqld.table_exists("kept"));
+    // With it, dropped in the Turso transaction of the DROP, with its bookkeeping row.
+    c.batch_execute("INSERT INTO gone VALUES (2); DROP TABLE gone")
+        .unwrap();
+    let out = sync(&mut c, true);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(!sqld.table_exists("gone"));
+    assert_eq!(
+        sqld.query_text("SELECT count(*) FROM _pgturso_schema WHERE turso_name = 'gone'"),
+        [[Some("0".to_string())]]
+    );
+    c.batch_execute("DROP SCHEMA s CASCADE").unwrap();
+    sync(&mut c, true);
+    assert!(!sqld.table_exists("s.inner_t"));
+    let mut d = postgres::Client::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=schema_dropper dbname=schema_drops",
+            common::pg().port
+        ),
+        postgres::NoTls,
+    )
+    .unwrap();
+    d.batch_execute("DROP TABLE owned").unwrap();
+    sync(&mut c, true);
+    assert!(!sqld.table_exists("owned"));
+    // A table created again under a dropped one's name starts afresh.
+    c.batch_execute(
+        "CREATE TABLE gone(id int PRIMARY KEY, v text); INSERT INTO gone VALUES (3, 'new')",
+    )
+    .unwrap();
+    sync(&mut c, true);
+    assert_same_table(&mut c, &sqld, "gone", "gone");
+}

@@ -428,6 +428,33 @@ impl<T: Transport> Replicator<T> {
         self.flush(false)
     }
 
+    /// DROP TABLE in PostgreSQL of source table `source`: its Turso table is dropped and
+    /// forgotten, in this transaction, when pgturso replicated it into this Turso database (and,
+    /// given `only`, under that Turso name). Returns whether anything was sent.
+    pub fn drop_source(&mut self, source: &str, only: Option<&str>) -> Result<bool, PgTursoError> {
+        if self.should_skip()? {
+            return Ok(false);
+        }
+        if self.known.is_none() {
+            let loaded = self
+                .retrying(Self::read_known)
+                .map_err(|source| PgTursoError::Schema { source })?;
+            self.known = Some(loaded);
+        }
+        let Some(k) = self
+            .latest_known(source)
+            .filter(|k| only.is_none_or(|n| k.turso_name == n))
+        else {
+            return Ok(false);
+        };
+        self.push(sql::drop_table(&k.turso_name))?;
+        self.push(schema::schema_delete(&self.system_id, source))?;
+        let txn = self.txn.as_mut().expect("inside a transaction");
+        txn.dropped.push(source.to_string());
+        txn.changes += 1;
+        Ok(true)
+    }
+
     /// TRUNCATE of the given replicated tables.
     pub fn truncate(&mut self, tables: &[Table]) -> Result<bool, PgTursoError> {
         if tables.is_empty() || self.should_skip()? {

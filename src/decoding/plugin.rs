@@ -10,7 +10,7 @@
 //! `decoding_work_mem`) once decoding reaches the slot's confirmed position, as a session-level
 //! `SET`, and puts the session's value back when the session ends.
 
-use std::ffi::{c_void, CStr};
+use std::ffi::{c_char, c_void, CStr};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -198,6 +198,7 @@ pub unsafe extern "C-unwind" fn _PG_output_plugin_init(cb: *mut pg_sys::OutputPl
         (*cb).stream_change_cb = Some(pgturso_stream_change);
         (*cb).stream_truncate_cb = Some(pgturso_stream_truncate);
         (*cb).filter_by_origin_cb = Some(pgturso_filter_by_origin);
+        (*cb).message_cb = Some(pgturso_message);
     }
 }
 
@@ -583,6 +584,58 @@ unsafe fn truncated_tables(
             tables.push(info.table.clone());
         }
         tables
+    }
+}
+
+/// The announcement the extension's event trigger writes into the WAL for a dropped table
+/// (`pg_logical_emit_message(true, 'pgturso', '{"drop": "<database oid>.<table oid>"}')`).
+#[derive(serde::Deserialize)]
+struct Announcement {
+    drop: String,
+}
+
+/* MESSAGE callback: with option drop_tables, a dropped table's Turso table is dropped. A drop
+in a transaction PostgreSQL streams (larger than decoding_work_mem) keeps the Turso table: the
+streamed message does not say which subtransaction it belongs to. */
+#[pg_guard]
+unsafe extern "C-unwind" fn pgturso_message(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    _txn: *mut pg_sys::ReorderBufferTXN,
+    _lsn: pg_sys::XLogRecPtr,
+    transactional: bool,
+    prefix: *const c_char,
+    size: pg_sys::Size,
+    message: *const c_char,
+) {
+    // SAFETY: valid pointers from PostgreSQL for the duration of the call.
+    unsafe {
+        let state = state(ctx);
+        if !transactional
+            || !state.options.drop_tables
+            || prefix.is_null()
+            || CStr::from_ptr(prefix).to_bytes() != b"pgturso"
+        {
+            return;
+        }
+        let bytes = std::slice::from_raw_parts(message as *const u8, size);
+        let Ok(a) = serde_json::from_slice::<Announcement>(bytes) else {
+            return;
+        };
+        // With a table filter, only that table (a publication's membership is gone with the
+        // table: any table pgturso replicated into this Turso database).
+        let oid = a
+            .drop
+            .split_once('.')
+            .and_then(|(_, o)| o.parse::<u32>().ok());
+        if state.options.table_oid.is_some_and(|t| Some(t) != oid) {
+            return;
+        }
+        let only = match (&state.options.table, state.options.table_oid) {
+            (Some(f), None) => Some(Table::turso_name_for(&f.schema, &f.name)),
+            _ => None,
+        };
+        let result = state.replicator.drop_source(&a.drop, only.as_deref());
+        ok_or_raise(result, &state.options);
     }
 }
 

@@ -109,7 +109,7 @@ impl<T: Transport> Replicator<T> {
 
     /// What Turso has for `source`: as this transaction left it, or as known before; `None`
     /// when it has none (or this transaction dropped it).
-    fn latest_known(&self, source: &str) -> Option<KnownTable> {
+    pub(super) fn latest_known(&self, source: &str) -> Option<KnownTable> {
         let txn = self.txn.as_ref().expect("inside a transaction");
         if txn.dropped.iter().any(|s| s == source) {
             return None;
