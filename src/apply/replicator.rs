@@ -435,12 +435,7 @@ impl<T: Transport> Replicator<T> {
         if self.should_skip()? {
             return Ok(false);
         }
-        if self.known.is_none() {
-            let loaded = self
-                .retrying(Self::read_known)
-                .map_err(|source| PgTursoError::Schema { source })?;
-            self.known = Some(loaded);
-        }
+        self.load_known()?;
         let Some(k) = self
             .latest_known(source)
             .filter(|k| only.is_none_or(|n| k.turso_name == n))

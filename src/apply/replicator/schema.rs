@@ -34,12 +34,7 @@ impl<T: Transport> Replicator<T> {
         }
         let sig = sig.clone();
         let wanted = KnownTable::of(table);
-        if self.known.is_none() {
-            let loaded = self
-                .retrying(Self::read_known)
-                .map_err(|source| PgTursoError::Schema { source })?;
-            self.known = Some(loaded);
-        }
+        self.load_known()?;
         // Two PostgreSQL tables must never share one Turso table (SQLite ignores case in names).
         // The table holding the name may be gone from PostgreSQL, or renamed since its last
         // change: then this table takes the name over, in this Turso transaction.
@@ -138,6 +133,17 @@ impl<T: Transport> Replicator<T> {
                     .filter(|k| k.turso_name.to_lowercase() == lower)
                     .map(|k| (s.clone(), k))
             })
+    }
+
+    /// Reads `_pgturso_schema` once per session.
+    pub(super) fn load_known(&mut self) -> Result<(), PgTursoError> {
+        if self.known.is_none() {
+            let loaded = self
+                .retrying(Self::read_known)
+                .map_err(|source| PgTursoError::Schema { source })?;
+            self.known = Some(loaded);
+        }
+        Ok(())
     }
 
     pub(super) fn read_known(&mut self) -> Result<HashMap<String, KnownTable>, ClientError> {
