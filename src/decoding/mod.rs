@@ -4,7 +4,7 @@
 
 pub mod convert;
 pub(crate) mod plugin;
-mod publication;
+pub(crate) mod publication;
 pub(crate) mod tuple;
 pub(crate) mod wal;
 

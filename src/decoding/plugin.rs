@@ -401,24 +401,24 @@ unsafe fn in_change_cxt<T>(state: &State, f: impl FnOnce() -> T) -> T {
 /// Inside a decoding callback.
 unsafe fn target(
     options: &Options,
-    relid: pg_sys::Oid,
-    table: &Table,
+    info: &tuple::RelInfo,
     kind: Kind,
     xid: u32,
 ) -> Option<pg_sys::Oid> {
+    let (relid, table) = (info.relid, &info.table);
     let mut target = relid;
     if let Some(oid) = options.table_oid.map(pg_sys::Oid::from) {
         if relid != oid {
             // SAFETY: as the caller guarantees.
-            target = unsafe { publication::ancestors(relid) }
-                .into_iter()
-                .find(|&a| a == oid)?;
+            target = info.ancestors.iter().copied().find(|&a| a == oid)?;
         }
     } else if let Some(f) = &options.table {
         if !f.matches(&table.pg_schema, &table.pg_name) {
             // SAFETY: as the caller guarantees.
-            target = unsafe { publication::ancestors(relid) }
-                .into_iter()
+            target = info
+                .ancestors
+                .iter()
+                .copied()
                 .find(|&a| unsafe { tuple::is_named(a, f) })?;
         }
     }
@@ -478,7 +478,7 @@ unsafe fn decode_change(
             REORDER_BUFFER_CHANGE_DELETE => Kind::Delete,
             _ => return None,
         };
-        let Some(target) = target(&state.options, info.relid, &info.table, kind, xid) else {
+        let Some(target) = target(&state.options, &info, kind, xid) else {
             // Decoding may dwell on other tables for long: keep our Turso stream open.
             let kept = state.replicator.keep_alive();
             ok_or_raise(kept, &state.options);
@@ -566,7 +566,7 @@ unsafe fn truncated_tables(
             // that table only; a partitioned table is truncated only where it is replicated as
             // one (table_name names it, or a publication through the partition root holds it),
             // otherwise its partitions are.
-            let target = target(&state.options, info.relid, &info.table, Kind::Truncate, xid);
+            let target = target(&state.options, &info, Kind::Truncate, xid);
             if target != Some(info.relid) {
                 continue;
             }

@@ -42,6 +42,8 @@ pub struct RelInfo {
     pub relid: pg_sys::Oid,
     /// Set for such a transient heap: its own oid, which tells one rewrite from the next.
     pub rewrite: Option<u32>,
+    /// The partitioned tables `relid` is a partition of, nearest first (none for other tables).
+    pub ancestors: Vec<pg_sys::Oid>,
     readers: Vec<ColumnReader>,
 }
 
@@ -212,6 +214,7 @@ unsafe fn describe_as(
             },
             relid: (*named).rd_id,
             rewrite: (named != rel).then(|| (*rel).rd_id.to_u32()),
+            ancestors: crate::decoding::publication::ancestors((*named).rd_id),
             readers,
         })
     }
