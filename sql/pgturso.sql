@@ -545,6 +545,7 @@ CREATE TABLE pgturso.publications (
     url_fn      oid NOT NULL,
     token_fn    oid NOT NULL,
     copy_snapshots text,             -- {relid: snapshot} of the initial copies, until decoding passed them
+    copied      text[] NOT NULL DEFAULT '{}', -- memberships (see _publication_tables) as of the last step, all copied
     enabled     boolean NOT NULL DEFAULT true,
     state       text NOT NULL DEFAULT 'starting'
                 CHECK (state IN ('starting', 'streaming', 'error', 'stopped')),
@@ -592,6 +593,36 @@ $$;
 -- URL and token come from turso_url() and turso_token(), or from the functions named (owned by a
 -- superuser, as those). Starting a stopped replication resumes it where it stopped. Returns the
 -- worker's process id.
+-- The tables a publication publishes (the partitioned table itself when it publishes through the
+-- partition root), as pg_publication_tables lists them, each with its membership: the table and
+-- the catalog row that puts it in the publication (its or an ancestor's pg_publication_rel, its
+-- schema's pg_publication_namespace; 0 for FOR ALL TABLES). A table that leaves the publication
+-- and comes back has another membership, even if no step saw it out.
+CREATE FUNCTION pgturso._publication_tables(publication name, OUT rel regclass, OUT member text)
+RETURNS SETOF record
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT t.rel, t.rel::oid || ':' || coalesce(
+               (SELECT max(pr.oid) FROM pg_publication_rel pr
+                 WHERE pr.prpubid = p.oid
+                   AND (pr.prrelid = t.rel OR pr.prrelid IN (SELECT a.relid FROM pg_partition_ancestors(t.rel) a))),
+               (SELECT max(pn.oid) FROM pg_publication_namespace pn, pg_class k
+                 WHERE pn.pnpubid = p.oid AND k.oid = t.rel AND pn.pnnspid = k.relnamespace),
+               0)
+      FROM pg_publication p,
+           LATERAL (SELECT DISTINCT format('%I.%I', pt.schemaname, pt.tablename)::regclass AS rel
+                      FROM pg_publication_tables pt WHERE pt.pubname = p.pubname) t
+     WHERE p.pubname = publication
+     ORDER BY 1
+$$;
+
+-- The query of a publication table's initial copy: its own rows, or a partitioned table's (its
+-- partitions' rows, when published through the root).
+CREATE FUNCTION pgturso._copy_query(rel regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format(CASE WHEN (SELECT relkind FROM pg_class WHERE oid = rel) = 'p'
+                       THEN 'SELECT * FROM %s' ELSE 'SELECT * FROM ONLY %s' END, rel)
+$$;
+
 CREATE FUNCTION @extschema@.turso_start(publication text, url_fn regprocedure DEFAULT NULL,
                                         token_fn regprocedure DEFAULT NULL) RETURNS int
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -650,19 +681,16 @@ BEGIN
         -- is taken, so each copy's snapshot sees every one that committed; decoding skips, per
         -- table, the transactions its copy saw.
         PERFORM pgturso._wait_for_older(pg_current_xact_id());
-        FOR t IN SELECT DISTINCT format('%I.%I', pt.schemaname, pt.tablename)::regclass AS rel
-                   FROM pg_publication_tables pt WHERE pt.pubname = publication ORDER BY 1 LOOP
+        FOR t IN SELECT x.rel FROM pgturso._publication_tables(publication) x LOOP
             SELECT s.snapshot INTO snap
-              FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL,
-                                      -- A partitioned table (published through the root) holds its partitions' rows.
-                                      format(CASE WHEN (SELECT relkind FROM pg_class WHERE oid = t.rel) = 'p'
-                                                  THEN 'SELECT * FROM %s' ELSE 'SELECT * FROM ONLY %s' END, t.rel),
+              FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL, pgturso._copy_query(t.rel),
                                       CASE WHEN first THEN slot END) s;
             first := false;
             snaps := snaps || jsonb_build_object(t.rel::oid::text, snap);
         END LOOP;
-        INSERT INTO pgturso.publications (pubname, slot, owner, url_fn, token_fn, copy_snapshots)
-        VALUES (publication, slot, session_user, c.url_fn, c.token_fn, CASE WHEN snaps <> '{}' THEN snaps::text END)
+        INSERT INTO pgturso.publications (pubname, slot, owner, url_fn, token_fn, copy_snapshots, copied)
+        VALUES (publication, slot, session_user, c.url_fn, c.token_fn, CASE WHEN snaps <> '{}' THEN snaps::text END,
+                ARRAY(SELECT x.member FROM pgturso._publication_tables(publication) x))
         RETURNING * INTO r;
     END IF;
     r.pid := pgturso._launch(r.id, pg_current_xact_id()::text::bigint);
@@ -699,9 +727,13 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r pgturso.publications;
     c record;
+    t record;
     n bigint;
     last pg_lsn;
     flushed pg_lsn;
+    snap text;
+    waited boolean := false;
+    tables text[];
 BEGIN
     SELECT * INTO r FROM pgturso.publications x WHERE x.id = p_id;
     IF NOT FOUND OR NOT r.enabled THEN
@@ -725,6 +757,22 @@ BEGIN
         PERFORM pgturso._authorize_publication(r.owner, (SELECT oid FROM pg_publication WHERE pubname = r.pubname),
                                                'turso_start(text, regprocedure, regprocedure)');
         SELECT * INTO c FROM pgturso._credentials_of(r.url_fn, r.token_fn);
+        -- A table added to the publication since the last step is copied first, as turso_start
+        -- copies (its copy's snapshot sees every transaction that has ended; decoding skips, for
+        -- that table, what the copy saw). A table that left the publication and comes back is
+        -- copied again: its changes meanwhile were not replicated.
+        FOR t IN SELECT x.rel FROM pgturso._publication_tables(r.pubname) x
+                  WHERE NOT (x.member = ANY (r.copied)) LOOP
+            IF NOT waited THEN
+                PERFORM pgturso._wait_for_older(pg_current_xact_id());
+                waited := true;
+            END IF;
+            SELECT s.snapshot INTO snap
+              FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL, pgturso._copy_query(t.rel)) s;
+            r.copy_snapshots := (coalesce(r.copy_snapshots, '{}')::jsonb
+                                 || jsonb_build_object(t.rel::oid::text, snap))::text;
+        END LOOP;
+        tables := ARRAY(SELECT x.member FROM pgturso._publication_tables(r.pubname) x);
         -- Group commit: the call holds every transaction it decodes in one Turso transaction,
         -- committed when the call ends; only then is the slot advanced, past what it decoded
         -- (everything up to the WAL flushed before it, unless it stopped at max_txns).
@@ -739,10 +787,12 @@ BEGIN
            SET state = 'streaming', txns = x.txns + n,
                last_applied_at = CASE WHEN n > 0 THEN now() ELSE x.last_applied_at END,
                -- A call that stopped short of max_txns reached the end of the WAL, past every copy.
-               copy_snapshots = CASE WHEN n < max_txns THEN NULL ELSE x.copy_snapshots END,
+               copy_snapshots = CASE WHEN n < max_txns THEN NULL ELSE r.copy_snapshots END,
+               copied = tables,
                url_fn = c.url_fn, token_fn = c.token_fn
          WHERE x.id = p_id
-           AND (x.state <> 'streaming' OR n > 0 OR x.copy_snapshots IS NOT NULL
+           AND (x.state <> 'streaming' OR n > 0 OR r.copy_snapshots IS NOT NULL
+                OR x.copied IS DISTINCT FROM tables
                 OR x.url_fn <> c.url_fn OR x.token_fn <> c.token_fn);
         RETURN n;
     EXCEPTION WHEN OTHERS THEN

@@ -358,3 +358,40 @@ fn sqld_killed_and_restarted_while_the_worker_replicates() {
     wait_for("recovery after the restart", || mirrored(&mut c, &sqld));
     one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
 }
+
+/// A table added to the publication later is copied by the worker (its rows from before, then
+/// its changes); one that leaves and comes back is copied again, with what changed meanwhile.
+#[test]
+fn a_table_added_to_the_publication_later_is_copied() {
+    let sqld = Sqld::start("worker_added", false);
+    let mut c = setup("worker_added", &sqld);
+    one(&mut c, "SELECT turso_start('app')");
+    c.batch_execute(
+        "CREATE TABLE later_t(id int PRIMARY KEY, v text);
+         INSERT INTO later_t SELECT g, 'before' FROM generate_series(1, 500) g;",
+    )
+    .unwrap();
+    let same = |c: &mut postgres::Client| {
+        sqld.table_exists("later_t")
+            && sqld.query_text("SELECT count(*), sum(id), sum(length(v)) FROM later_t")
+                == pg_rows(c, "SELECT count(*), sum(id), sum(length(v)) FROM later_t")
+    };
+    c.batch_execute("ALTER PUBLICATION app ADD TABLE later_t; UPDATE later_t SET v = 'after the add' WHERE id <= 10")
+        .unwrap();
+    wait_for("the added table's rows in Turso", || same(&mut c));
+    c.batch_execute("UPDATE later_t SET v = 'later' WHERE id BETWEEN 11 AND 20")
+        .unwrap();
+    wait_for("its later changes", || same(&mut c));
+    // Out of the publication, changed, back in: copied again.
+    c.batch_execute("ALTER PUBLICATION app DROP TABLE later_t")
+        .unwrap();
+    c.batch_execute(
+        "DELETE FROM later_t WHERE id > 400; UPDATE later_t SET v = 'while out' WHERE id <= 100",
+    )
+    .unwrap();
+    c.batch_execute("ALTER PUBLICATION app ADD TABLE later_t")
+        .unwrap();
+    wait_for("the table copied again", || same(&mut c));
+    assert!(mirrored(&mut c, &sqld));
+    one(&mut c, "SELECT turso_stop('app')");
+}
