@@ -13,21 +13,10 @@
 # Exit status: 0 = ran and the tables are equal (targets are only reported), 1 = mismatch, 2 = error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${PGTURSO_BENCH_SKIP_SETUP:-0}" != 1 ]; then
-  bash scripts/setup.sh --release
-fi
-source scripts/lib.sh
-if [ -n "${PGTURSO_BENCH_PGBIN:-}" ]; then export PATH="$PGTURSO_BENCH_PGBIN:$PATH"; fi
-unset RUST_BACKTRACE
-trap stop_all EXIT
-WORK="$ROOT/.tmp/bench-schema"
-mkdir -p "$WORK"
 ROWS=${PGTURSO_BENCH_ROWS:-200000}
 BIG=${PGTURSO_BENCH_BIG_ROWS:-1000000}
-start_pg "$WORK/pg"
-start_sqld "$WORK/sqld"
-q() { psql -X -q -At -d postgres "$@"; }
-q -c "ALTER SYSTEM SET max_wal_size = '4GB'" -c "SELECT pg_reload_conf()" >/dev/null
+BENCH_NAME=schema
+source bench/servers.sh
 q -c "SELECT pg_create_logical_replication_slot('bench', 'pgturso')" >/dev/null
 # sync: decodes everything so far into sqld; prints the seconds it took.
 sync() {

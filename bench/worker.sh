@@ -10,21 +10,10 @@
 # Exit status: 0 = ran and the tables are equal (targets are only reported), 1 = mismatch, 2 = error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${PGTURSO_BENCH_SKIP_SETUP:-0}" != 1 ]; then
-  bash scripts/setup.sh --release
-fi
-source scripts/lib.sh
-if [ -n "${PGTURSO_BENCH_PGBIN:-}" ]; then export PATH="$PGTURSO_BENCH_PGBIN:$PATH"; fi
-unset RUST_BACKTRACE
-trap stop_all EXIT
-WORK="$ROOT/.tmp/bench-worker"
-mkdir -p "$WORK"
 SCALE=${PGTURSO_BENCH_PGBENCH_SCALE:-10}
 SECS=${PGTURSO_BENCH_SECONDS:-10}
-start_pg "$WORK/pg"
-start_sqld "$WORK/sqld"
-q() { psql -X -q -At -d postgres "$@"; }
-q -c "ALTER SYSTEM SET max_wal_size = '4GB'" -c "SELECT pg_reload_conf()" >/dev/null
+BENCH_NAME=worker
+source bench/servers.sh
 q <<SQL
 CREATE EXTENSION pgturso;
 CREATE FUNCTION turso_url() RETURNS text LANGUAGE sql AS \$\$ SELECT '$SQLD_URL' \$\$;
