@@ -419,7 +419,7 @@ unsafe fn target(
                 .ancestors
                 .iter()
                 .copied()
-                .find(|&a| unsafe { tuple::is_named(a, f) })?;
+                .find(|&a| tuple::is_named(a, f))?;
         }
     }
     if let Some(names) = &options.publications {

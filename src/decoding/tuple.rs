@@ -573,39 +573,37 @@ unsafe fn text_or_output(
     }))
 }
 
-/// `schema.table` of relation `relid`, for messages (its OID when it has no name).
-pub fn display_name(relid: pg_sys::Oid) -> String {
+/// (schema, name) of relation `relid` as the catalog has it now (in a decoding callback: as of
+/// the change being decoded); `None` when there is no such relation.
+fn schema_and_name(relid: pg_sys::Oid) -> Option<(String, String)> {
     // SAFETY: catalog lookups by oid; the strings are palloc'd copies read before returning.
     unsafe {
         let name = pg_sys::get_rel_name(relid);
-        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
-        if name.is_null() || ns.is_null() {
-            return relid.to_u32().to_string();
+        if name.is_null() {
+            return None;
         }
-        format!(
-            "{}.{}",
-            CStr::from_ptr(ns).to_string_lossy(),
-            CStr::from_ptr(name).to_string_lossy()
-        )
+        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        if ns.is_null() {
+            return None;
+        }
+        Some((
+            CStr::from_ptr(ns).to_string_lossy().into_owned(),
+            CStr::from_ptr(name).to_string_lossy().into_owned(),
+        ))
+    }
+}
+
+/// `schema.table` of relation `relid`, for messages (its OID when it has no name).
+pub fn display_name(relid: pg_sys::Oid) -> String {
+    match schema_and_name(relid) {
+        Some((ns, name)) => format!("{ns}.{name}"),
+        None => relid.to_u32().to_string(),
     }
 }
 
 /// Relation `relid` is the table `filter` names.
-///
-/// # Safety
-/// Inside a transaction.
-pub unsafe fn is_named(relid: pg_sys::Oid, filter: &crate::options::TableFilter) -> bool {
-    // SAFETY: catalog lookups by oid; the strings are palloc'd copies read before returning.
-    unsafe {
-        let name = pg_sys::get_rel_name(relid);
-        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
-        !name.is_null()
-            && !ns.is_null()
-            && filter.matches(
-                &CStr::from_ptr(ns).to_string_lossy(),
-                &CStr::from_ptr(name).to_string_lossy(),
-            )
-    }
+pub fn is_named(relid: pg_sys::Oid, filter: &crate::options::TableFilter) -> bool {
+    schema_and_name(relid).is_some_and(|(ns, name)| filter.matches(&ns, &name))
 }
 
 /// A partition's changes replicated as those of a partitioned table (its root): the root's
@@ -679,25 +677,13 @@ impl Drop for AsRoot {
 pub fn turso_name_of(source: &str) -> Option<Option<String>> {
     let (db, rel) = source.split_once('.')?;
     let (db, rel) = (db.parse::<u32>().ok()?, rel.parse::<u32>().ok()?);
-    // SAFETY: catalog lookups by oid in a backend with a database; the strings are palloc'd
-    // copies read before returning.
-    unsafe {
-        if db != pg_sys::MyDatabaseId.to_u32() {
-            return None;
-        }
-        let oid = pg_sys::Oid::from(rel);
-        let name = pg_sys::get_rel_name(oid);
-        if name.is_null() {
-            return Some(None);
-        }
-        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid));
-        if ns.is_null() {
-            return Some(None);
-        }
-        let name = CStr::from_ptr(name).to_string_lossy().into_owned();
-        let ns = CStr::from_ptr(ns).to_string_lossy().into_owned();
-        Some(Some(Table::turso_name_for(&ns, &name)))
+    // SAFETY: reads a process global set at backend start.
+    if db != unsafe { pg_sys::MyDatabaseId }.to_u32() {
+        return None;
     }
+    Some(
+        schema_and_name(pg_sys::Oid::from(rel)).map(|(ns, name)| Table::turso_name_for(&ns, &name)),
+    )
 }
 
 #[cfg(test)]
