@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what is missing, then runs the README flow end to end on a throwaway PostgreSQL cluster
 # and a local sqld (with JWT auth), and prints what landed in Turso.
+# Usage: scripts/demo.sh [--pg 15|16|17|18] (a release build into that PostgreSQL; default 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
 source scripts/lib.sh
+only_pg_option "scripts/demo.sh [--pg 15|16|17|18]" "$@"
+bash scripts/setup.sh --release
+use_pg
 trap stop_all EXIT
 WORK="$ROOT/.tmp/demo"
 mkdir -p "$WORK"

@@ -2,8 +2,31 @@
 # free loopback ports, stopped by `stop_all` (install it with `trap stop_all EXIT`).
 # shellcheck shell=bash
 
-export PATH="/usr/lib/postgresql/15/bin:$HOME/.cargo/bin:$PATH"
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+# The PostgreSQL major the scripts build for and run against (scripts/pg.sh installs it).
+export PG_MAJOR=${PG_MAJOR:-${PGTURSO_PG:-15}}
+export PATH="/usr/lib/postgresql/15/bin:$HOME/.cargo/bin:$PATH"
+
+# only_pg_option USAGE ARGS...: for a script whose only option is `--pg N` (sets PG_MAJOR).
+only_pg_option() {
+  local usage=$1; shift
+  case ${1:-} in
+    --pg) export PG_MAJOR=${2:?--pg needs a major version} ;;
+    "") ;;
+    *) echo "usage: $usage" >&2; exit 2 ;;
+  esac
+}
+
+# use_pg: puts PostgreSQL $PG_MAJOR first on PATH and points pgrx and cargo at it (sets PG_CONFIG,
+# PG_FEATURES and, for another major than 15, a target directory of its own).
+use_pg() {
+  case $PG_MAJOR in 15|16|17|18) ;; *) echo "unsupported PostgreSQL major: $PG_MAJOR (15, 16, 17 or 18)" >&2; exit 2 ;; esac
+  PG_CONFIG=$(bash "$ROOT/scripts/pg.sh" "$PG_MAJOR")
+  export PATH="$(dirname "$PG_CONFIG"):$PATH"
+  export PGRX_PG_CONFIG_PATH=$PG_CONFIG PG_CONFIG
+  PG_FEATURES="--no-default-features --features pg$PG_MAJOR"
+  if [ "$PG_MAJOR" != 15 ]; then export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/pg$PG_MAJOR; fi
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -25,12 +48,15 @@ unix_socket_directories = '$dir'
 wal_level = logical
 max_replication_slots = 20
 max_wal_senders = 20
-output_plugin_libraries = 'pgoutput, test_decoding, pgturso'
-shared_preload_libraries = 'pg_cron'
-cron.database_name = 'postgres'
-cron.use_background_workers = on
 max_worker_processes = 32
 CONF
+  if [ -f "$(pg_config --pkglibdir)/pg_cron.so" ]; then
+    printf "shared_preload_libraries = 'pg_cron'\ncron.database_name = 'postgres'\ncron.use_background_workers = on\n" >> "$PGDATA_DIR/postgresql.auto.conf"
+  fi
+  # PostgreSQL 15.19 and later load only the output plugins this setting lists.
+  if postgres --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+    echo "output_plugin_libraries = 'pgoutput, test_decoding, pgturso'" >> "$PGDATA_DIR/postgresql.auto.conf"
+  fi
   env -u RUST_BACKTRACE bash -c "$(declare -f as_pg); as_pg pg_ctl -D '$PGDATA_DIR' -l '$dir/server.log' -w -t 60 start" >/dev/null
   export PGHOST=127.0.0.1 PGPORT PGUSER=postgres
   STOP_CMDS+=("as_pg pg_ctl -D '$PGDATA_DIR' stop -m fast >/dev/null 2>&1 || true")

@@ -206,7 +206,7 @@ BEGIN
         IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = slot) THEN
             PERFORM pg_drop_replication_slot(slot);
         END IF;
-        PERFORM pg_create_logical_replication_slot(slot, 'pgturso');
+        PERFORM pgturso._create_slot(slot);
         -- A transaction whose commit record precedes the slot's consistent point is not decoded,
         -- and while it is still in the ProcArray (waiting for a synchronous standby, say) a
         -- snapshot taken now would not see it either (nor list it: its xid can be past the
@@ -356,6 +356,21 @@ BEGIN
 END
 $$;
 
+-- Creates pgturso's logical slot `slot`. On PostgreSQL 17 and later it is a failover slot: a
+-- physical standby with sync_replication_slots = on keeps a copy in step, so after a switchover
+-- the promoted standby replicates on from where the old primary was, losing nothing.
+CREATE FUNCTION pgturso._create_slot(slot text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF current_setting('server_version_num')::int >= 170000 THEN
+        EXECUTE 'SELECT pg_catalog.pg_create_logical_replication_slot($1, ''pgturso'', failover => true)'
+            USING slot;
+    ELSE
+        PERFORM pg_create_logical_replication_slot(slot, 'pgturso');
+    END IF;
+END
+$$;
+
 -- Raises unless pg_cron can be used from this database (no writes: safe before creating a slot).
 CREATE FUNCTION pgturso._cron_check() RETURNS void
 LANGUAGE plpgsql AS $$
@@ -366,7 +381,8 @@ BEGIN
     IF current_setting('shared_preload_libraries') !~ '(^|[\s,])pg_cron($|[\s,])' THEN
         RAISE EXCEPTION 'pg_cron is not available'
             USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Scheduling needs pg_cron: install it (Debian: postgresql-15-cron), set shared_preload_libraries = ''pg_cron'' and cron.database_name, restart PostgreSQL. Without pg_cron, call turso_replicate_table() / turso_replicate_mv() yourself.';
+                  HINT = format('Scheduling needs pg_cron: install it (Debian and PGDG: postgresql-%s-cron), set shared_preload_libraries = ''pg_cron'' and cron.database_name, restart PostgreSQL. Without pg_cron, call turso_replicate_table() / turso_replicate_mv() yourself.',
+                                current_setting('server_version_num')::int / 10000);
     END IF;
     IF current_database() <> current_setting('cron.database_name', true) THEN
         RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
@@ -676,7 +692,7 @@ BEGIN
         IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = slot) THEN
             PERFORM pg_drop_replication_slot(slot);
         END IF;
-        PERFORM pg_create_logical_replication_slot(slot, 'pgturso');
+        PERFORM pgturso._create_slot(slot);
         -- As for a table's initial copy: every transaction running now has ended before a copy
         -- is taken, so each copy's snapshot sees every one that committed; decoding skips, per
         -- table, the transactions its copy saw.

@@ -163,6 +163,12 @@ fn launch(id: i32, xid: i64, builder: BackgroundWorkerBuilder) -> i32 {
     pid
 }
 
+/// PostgreSQL's `pqsignal`, which PostgreSQL 18 turned into a macro for `pqsignal_be`.
+#[cfg(not(feature = "pg18"))]
+use pg_sys::pqsignal;
+#[cfg(feature = "pg18")]
+use pg_sys::pqsignal_be as pqsignal;
+
 /// The worker's entry point, named in its registration.
 #[pg_guard]
 #[no_mangle]
@@ -172,7 +178,7 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
     // SAFETY: PostgreSQL's own handler: SIGTERM becomes a FATAL at the next interrupt check,
     // which every wait of pgturso's HTTP client makes.
-    unsafe { pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(postgres::die)) };
+    unsafe { pqsignal(pg_sys::SIGTERM as i32, Some(postgres::die)) };
     let extra = BackgroundWorker::get_extra();
     let mut parts = extra.split(' ').map(|p| p.parse::<i64>().unwrap_or(0));
     let (dboid, xid) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));

@@ -497,16 +497,15 @@ unsafe fn decode_change(
             None => (*rel).rd_att,
         };
         let tp = (*change).data.tp;
-        let tuple_of = |buf: *mut pg_sys::ReorderBufferTupleBuf| {
-            if buf.is_null() {
-                Ok(None)
-            } else {
-                let tuple = match &as_root {
-                    Some(root) => root.convert(&mut (*buf).tuple),
-                    None => &mut (*buf).tuple,
-                };
-                tuple::cells(&info, tupdesc, tuple).map(Some)
-            }
+        let tuple_of = |buf: ChangeTuple| {
+            let Some(tuple) = heap_tuple(buf) else {
+                return Ok(None);
+            };
+            let tuple = match &as_root {
+                Some(root) => root.convert(tuple),
+                None => tuple,
+            };
+            tuple::cells(&info, tupdesc, tuple).map(Some)
         };
         let decoded = in_change_cxt(state, || -> Result<Option<RowChange>, PgTursoError> {
             use pg_sys::ReorderBufferChangeType::*;
@@ -540,6 +539,32 @@ unsafe fn decode_change(
         }
         Some((info, row))
     }
+}
+
+/// A change's old or new tuple as the reorder buffer holds it: PostgreSQL 15 and 16 wrap the
+/// heap tuple in a `ReorderBufferTupleBuf`, 17 removed the wrapper.
+#[cfg(any(feature = "pg15", feature = "pg16"))]
+type ChangeTuple = *mut pg_sys::ReorderBufferTupleBuf;
+#[cfg(not(any(feature = "pg15", feature = "pg16")))]
+type ChangeTuple = pg_sys::HeapTuple;
+
+/// The heap tuple of a change's tuple, `None` when the change has none.
+///
+/// # Safety
+/// `buf` is null or a tuple of a change the reorder buffer is passing to a callback.
+#[cfg(any(feature = "pg15", feature = "pg16"))]
+unsafe fn heap_tuple(buf: ChangeTuple) -> Option<pg_sys::HeapTuple> {
+    // SAFETY: as the caller guarantees; the heap tuple is embedded in the buffer.
+    (!buf.is_null()).then(|| unsafe { &raw mut (*buf).tuple })
+}
+
+/// The heap tuple of a change's tuple, `None` when the change has none.
+///
+/// # Safety
+/// `buf` is null or a tuple of a change the reorder buffer is passing to a callback.
+#[cfg(not(any(feature = "pg15", feature = "pg16")))]
+unsafe fn heap_tuple(buf: ChangeTuple) -> Option<pg_sys::HeapTuple> {
+    (!buf.is_null()).then_some(buf)
 }
 
 /// The replicated ones of the relations a TRUNCATE names.

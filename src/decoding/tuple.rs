@@ -117,6 +117,32 @@ unsafe fn describe(rel: pg_sys::Relation) -> Result<RelInfo, PgTursoError> {
     }
 }
 
+/// A tuple descriptor's attributes. PostgreSQL 18 puts a compact array first and the full
+/// attributes after it.
+///
+/// # Safety
+/// `tupdesc` is a valid tuple descriptor that outlives the slice.
+#[cfg(not(feature = "pg18"))]
+unsafe fn attributes<'a>(tupdesc: pg_sys::TupleDesc) -> &'a [pg_sys::FormData_pg_attribute] {
+    // SAFETY: as the caller guarantees.
+    unsafe { (*tupdesc).attrs.as_slice((*tupdesc).natts as usize) }
+}
+
+/// A tuple descriptor's attributes. PostgreSQL 18 puts a compact array first and the full
+/// attributes after it (its `TupleDescAttr`).
+///
+/// # Safety
+/// `tupdesc` is a valid tuple descriptor that outlives the slice.
+#[cfg(feature = "pg18")]
+unsafe fn attributes<'a>(tupdesc: pg_sys::TupleDesc) -> &'a [pg_sys::FormData_pg_attribute] {
+    // SAFETY: as the caller guarantees: natts compact attributes, then natts full ones.
+    unsafe {
+        let natts = (*tupdesc).natts as usize;
+        let full = (*tupdesc).compact_attrs.as_ptr().add(natts).cast();
+        std::slice::from_raw_parts(full, natts)
+    }
+}
+
 /// `rel`'s columns and readers, with the name, key and identity of `named` (the same relation,
 /// or the table a rewrite heap replaces).
 unsafe fn describe_as(
@@ -135,7 +161,7 @@ unsafe fn describe_as(
         };
         let tupdesc = (*rel).rd_att;
         let natts = (*tupdesc).natts as usize;
-        let attrs = (*tupdesc).attrs.as_slice(natts);
+        let attrs = attributes(tupdesc);
         let mut columns = Vec::new();
         let mut readers = Vec::new();
         // attnum (1-based) -> index in `columns`
