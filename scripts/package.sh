@@ -4,13 +4,23 @@
 #                                                  into the PostgreSQL whose pg_config is on PATH, or
 #                                                  the one given: ./install.sh /path/to/pg_config)
 #   postgresql-<N>-pgturso_<version>_amd64.deb     for Debian/Ubuntu's layout (`apt install ./…deb`)
-# Usage: scripts/package.sh [--pg 15|16|17|18]   (default 15; installs what the build needs first)
+# Usage: scripts/package.sh [--pg 15|16|17|18] [--check]   (default 15; installs what the build needs first)
+#   --check   instead of building: installs the tarball built before into a clean copy of that
+#             PostgreSQL and runs the README's quick flow against it and a local sqld
 set -euo pipefail
 cd "$(dirname "$0")/.."
+CHECK=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --pg) export PG_MAJOR=${2:?--pg needs a major version}; shift 2 ;;
+    --check) CHECK=1; shift ;;
+    *) echo "usage: scripts/package.sh [--pg 15|16|17|18] [--check]" >&2; exit 2 ;;
+  esac
+done
 source scripts/lib.sh
-only_pg_option "scripts/package.sh [--pg 15|16|17|18]" "$@"
 bash scripts/setup.sh --no-install
 use_pg
+if [ "$CHECK" = 1 ]; then exec bash scripts/package-check.sh; fi
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 OUT="$ROOT/target/package/pg$PG_MAJOR"
 rm -rf "$OUT"
@@ -54,12 +64,14 @@ deb="$OUT/deb"
 mkdir -p "$deb/DEBIAN" "$deb/usr/lib/postgresql/$PG_MAJOR/lib" "$deb/usr/share/postgresql/$PG_MAJOR/extension"
 install -m 755 "$so" "$deb/usr/lib/postgresql/$PG_MAJOR/lib/"
 install -m 644 "$stage"/extension/* "$deb/usr/share/postgresql/$PG_MAJOR/extension/"
+# The newest glibc symbol version the library uses is the oldest glibc it runs on.
+glibc=$(objdump -T "$so" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
 cat > "$deb/DEBIAN/control" <<CONTROL
 Package: postgresql-$PG_MAJOR-pgturso
 Version: $VERSION
 Architecture: amd64
 Maintainer: pgturso developers <pgturso@localhost>
-Depends: postgresql-$PG_MAJOR, libc6 (>= 2.34)
+Depends: postgresql-$PG_MAJOR, libc6 (>= $glibc)
 Section: database
 Priority: optional
 Description: replicate PostgreSQL row changes into Turso (libSQL)

@@ -66,7 +66,7 @@ fi
 # 5. build and install the extension (replaces the library in that PostgreSQL)
 if [ "$INSTALL" = 0 ]; then say "setup done (pgturso not built: --no-install)"; exit 0; fi
 say "building and installing pgturso (${PROFILE_FLAG:-debug} build) into PostgreSQL $PG_MAJOR"
-if [ "$(id -u)" -eq 0 ] || [ "$PG_MAJOR" != 15 ]; then
+if [ "$(id -u)" -eq 0 ] || [ -w "$("$PG_CONFIG" --pkglibdir)" ]; then
   cargo pgrx install --pg-config "$PG_CONFIG" $PROFILE_FLAG >/dev/null
 else
   cargo pgrx install --sudo --pg-config "$PG_CONFIG" $PROFILE_FLAG >/dev/null

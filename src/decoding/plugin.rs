@@ -30,6 +30,9 @@ struct State {
     change_cxt: pg_sys::MemoryContext,
     /// This session's `logical_decoding_work_mem`, while it decodes with its own.
     work_mem: WorkMem,
+    /// Changes seen, for [`report_progress`] (PostgreSQL 15 only).
+    #[cfg_attr(not(feature = "pg15"), allow(dead_code))]
+    changes: u32,
 }
 
 /// pgturso's `logical_decoding_work_mem` for one decoding session, set and put back through
@@ -282,6 +285,7 @@ unsafe extern "C-unwind" fn pgturso_startup(
             options,
             change_cxt,
             work_mem,
+            changes: 0,
         });
         let raw = Box::into_raw(state);
         (*ctx).output_plugin_private = raw as *mut c_void;
@@ -541,6 +545,30 @@ unsafe fn decode_change(
     }
 }
 
+/// PostgreSQL 15 reports decoding progress to a walsender (keepalives, reading its client's
+/// replies) only when the plugin asks; 16 and later do it themselves every 100 changes
+/// (`update_progress_txn`). Without it, a long transaction of changes pgturso does not write out
+/// lets `wal_sender_timeout` end a `pg_recvlogical` connection. Asks every 100 changes, as 15's
+/// pgoutput does; a no-op for the SQL functions, which have no progress callback.
+///
+/// # Safety
+/// `ctx` is the decoding context of the callback running.
+#[cfg(feature = "pg15")]
+unsafe fn report_progress(ctx: *mut pg_sys::LogicalDecodingContext, state: &mut State) {
+    state.changes = state.changes.wrapping_add(1);
+    if state.changes.is_multiple_of(100) {
+        // SAFETY: as the caller guarantees.
+        unsafe { pg_sys::OutputPluginUpdateProgress(ctx, false) };
+    }
+}
+
+/// PostgreSQL 16 and later report progress themselves (see the 15 version).
+///
+/// # Safety
+/// None: a no-op.
+#[cfg(not(feature = "pg15"))]
+unsafe fn report_progress(_ctx: *mut pg_sys::LogicalDecodingContext, _state: &mut State) {}
+
 /// A change's old or new tuple as the reorder buffer holds it: PostgreSQL 15 and 16 wrap the
 /// heap tuple in a `ReorderBufferTupleBuf`, 17 removed the wrapper.
 #[cfg(any(feature = "pg15", feature = "pg16"))]
@@ -675,6 +703,7 @@ unsafe extern "C-unwind" fn pgturso_change(
     // SAFETY: valid pointers from PostgreSQL for the duration of the call.
     unsafe {
         let state = state(ctx);
+        report_progress(ctx, state);
         let Some((info, row)) = decode_change(state, top_xid(txn), rel, change) else {
             return;
         };
@@ -832,6 +861,7 @@ unsafe extern "C-unwind" fn pgturso_stream_change(
     // the change, `txn` its top-level transaction.
     unsafe {
         let state = state(ctx);
+        report_progress(ctx, state);
         let Some((info, row)) = decode_change(state, top_xid(txn), rel, change) else {
             return;
         };

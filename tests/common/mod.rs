@@ -145,24 +145,33 @@ fn start_pg() -> Pg {
         .arg(&log)
         .args(["-w", "-t", "60", "start"])
         .env_remove("RUST_BACKTRACE"));
-    // Stop the cluster when this test binary exits, however it exits.
+    watch(&data, Some(&work_dir()));
+    Pg { port, data, log }
+}
+
+/// Stops the cluster of `data` when this test binary exits, however it exits, then removes
+/// `remove`.
+fn watch(data: &Path, remove: Option<&Path>) {
+    let pg_ctl = pg_bin("pg_ctl");
+    let stop = if is_root() {
+        format!(
+            "runuser -u postgres -- '{}' -D '{}' stop -m immediate",
+            pg_ctl.display(),
+            data.display()
+        )
+    } else {
+        format!(
+            "'{}' -D '{}' stop -m immediate",
+            pg_ctl.display(),
+            data.display()
+        )
+    };
+    let remove = remove
+        .map(|d| format!("; rm -rf '{}'", d.display()))
+        .unwrap_or_default();
     let watchdog = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}; rm -rf '{dir}'",
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}{remove}",
         pid = std::process::id(),
-        stop = if is_root() {
-            format!(
-                "runuser -u postgres -- '{}' -D '{}' stop -m immediate",
-                pg_bin("pg_ctl").display(),
-                data.display()
-            )
-        } else {
-            format!(
-                "'{}' -D '{}' stop -m immediate",
-                pg_bin("pg_ctl").display(),
-                data.display()
-            )
-        },
-        dir = work_dir().display()
     );
     // The watchdog must outlive this process to stop the cluster after it, so it is never waited for.
     #[allow(clippy::zombie_processes)]
@@ -173,10 +182,44 @@ fn start_pg() -> Pg {
         .stderr(Stdio::null())
         .spawn()
         .expect("start watchdog");
-    Pg { port, data, log }
 }
 
 impl Pg {
+    /// A physical standby of this cluster (pg_basebackup through physical slot `slot`, which must
+    /// exist), started on a port of its own with `conf` added to its configuration.
+    pub fn standby(&self, name: &str, slot: &str, conf: &str) -> Pg {
+        let dir = work_dir().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        if is_root() {
+            run(Command::new("chown").args(["postgres:postgres"]).arg(&dir));
+        }
+        let data = dir.join("data");
+        let log = dir.join("server.log");
+        let port = free_port();
+        run(as_pg_user(&pg_bin("pg_basebackup"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-X", "stream", "-R", "-S", slot, "-d"])
+            .arg(format!(
+                "host=127.0.0.1 port={} user=postgres dbname=postgres",
+                self.port
+            )));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.auto.conf"))
+            .unwrap();
+        writeln!(
+            f,
+            "port = {port}\nunix_socket_directories = '{}'\n{conf}",
+            dir.display()
+        )
+        .unwrap();
+        let standby = Pg { port, data, log };
+        standby.start();
+        watch(&standby.data, None);
+        standby
+    }
+
     pub fn connect(&self, db: &str) -> postgres::Client {
         postgres::Client::connect(
             &format!(
@@ -217,6 +260,14 @@ impl Pg {
             .arg(&self.log)
             .args(["-w", "-t", "60", "start"])
             .env_remove("RUST_BACKTRACE"));
+    }
+
+    /// Promotes this standby to a primary and waits until it accepts writes.
+    pub fn promote(&self) {
+        run(as_pg_user(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-w", "-t", "60", "promote"]));
     }
 
     /// Copies the (stopped) cluster's data directory to `to`, owner and modes kept.
