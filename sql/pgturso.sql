@@ -631,12 +631,37 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY 1
 $$;
 
+-- The column list publication `publication` has for `rel`, as column names (NULL: every
+-- column): the list of the nearest of `rel` and its partition ancestors that the publication
+-- names, as decoding takes it (a schema or all-tables membership has none).
+CREATE FUNCTION pgturso._copy_columns(rel regclass, publication name) RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN pr.prattrs IS NOT NULL THEN
+               (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+                 WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs::int2[]))
+           END
+      FROM pg_publication p
+      JOIN pg_publication_rel pr ON pr.prpubid = p.oid
+      LEFT JOIN (SELECT a.relid, row_number() OVER () AS n FROM pg_partition_ancestors(rel) a) anc
+             ON anc.relid = pr.prrelid
+     WHERE p.pubname = publication AND (pr.prrelid = rel OR anc.n IS NOT NULL)
+     ORDER BY CASE WHEN pr.prrelid = rel THEN 0 ELSE anc.n END
+     LIMIT 1
+$$;
+
 -- The query of a publication table's initial copy: its own rows, or a partitioned table's (its
--- partitions' rows, when published through the root).
-CREATE FUNCTION pgturso._copy_query(rel regclass) RETURNS text
+-- partitions' rows, when published through the root); only the columns of the publication's
+-- column list, in the table's order.
+CREATE FUNCTION pgturso._copy_query(rel regclass, publication name DEFAULT NULL) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT format(CASE WHEN (SELECT relkind FROM pg_class WHERE oid = rel) = 'p'
-                       THEN 'SELECT * FROM %s' ELSE 'SELECT * FROM ONLY %s' END, rel)
+                       THEN 'SELECT %s FROM %s' ELSE 'SELECT %s FROM ONLY %s' END,
+                  coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                              FROM pg_attribute a
+                             WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+                               AND a.attname::text = ANY (pgturso._copy_columns(rel, publication))),
+                           '*'),
+                  rel)
 $$;
 
 CREATE FUNCTION @extschema@.turso_start(publication text, url_fn regprocedure DEFAULT NULL,
@@ -659,11 +684,10 @@ BEGIN
                   HINT = format('Create it first, e.g. CREATE PUBLICATION %I FOR TABLE accounts, orders;', publication);
     END IF;
     PERFORM pgturso._authorize_publication(session_user, p.oid, 'turso_start(text, regprocedure, regprocedure)');
-    IF EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = p.oid
-               AND (pr.prqual IS NOT NULL OR pr.prattrs IS NOT NULL)) THEN
-        RAISE EXCEPTION 'publication "%" has row filters or column lists, which pgturso does not apply yet', publication
+    IF EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = p.oid AND pr.prqual IS NOT NULL) THEN
+        RAISE EXCEPTION 'publication "%" has row filters, which pgturso does not apply yet', publication
             USING ERRCODE = 'feature_not_supported',
-                  HINT = 'pgturso would otherwise replicate every row and column of those tables. Publish them without WHERE or a column list, or in another publication.';
+                  HINT = 'pgturso would otherwise replicate every row of those tables. Publish them without WHERE, or in another publication.';
     END IF;
     SELECT * INTO r FROM pgturso.publications x WHERE x.pubname = publication;
     IF FOUND THEN
@@ -699,8 +723,9 @@ BEGIN
         PERFORM pgturso._wait_for_older(pg_current_xact_id());
         FOR t IN SELECT x.rel FROM pgturso._publication_tables(publication) x LOOP
             SELECT s.snapshot INTO snap
-              FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL, pgturso._copy_query(t.rel),
-                                      CASE WHEN first THEN slot END) s;
+              FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL, pgturso._copy_query(t.rel, p.pubname),
+                                      CASE WHEN first THEN slot END,
+                                      pgturso._copy_columns(t.rel, p.pubname)) s;
             first := false;
             snaps := snaps || jsonb_build_object(t.rel::oid::text, snap);
         END LOOP;
@@ -784,7 +809,8 @@ BEGIN
                 waited := true;
             END IF;
             SELECT s.snapshot INTO snap
-              FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL, pgturso._copy_query(t.rel)) s;
+              FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL, pgturso._copy_query(t.rel, r.pubname),
+                                      NULL, pgturso._copy_columns(t.rel, r.pubname)) s;
             r.copy_snapshots := (coalesce(r.copy_snapshots, '{}')::jsonb
                                  || jsonb_build_object(t.rel::oid::text, snap))::text;
         END LOOP;

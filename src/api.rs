@@ -30,7 +30,11 @@ mod pgturso {
     }
 
     /// Internal: use `turso_replicate_table` / `turso_replicate_mv`. Returns the rows sent and
-    /// the snapshot the rows of `upsert_query` were read with (`xmin:xmax:xip,...`).
+    /// the snapshot the rows of `upsert_query` were read with (`xmin:xmax:xip,...`). With
+    /// `columns` (a publication's column list), only those columns, which the queries select in
+    /// the table's order.
+    // The arguments are those of a SQL function its callers in the extension's SQL name.
+    #[allow(clippy::too_many_arguments)]
     #[pg_extern]
     fn _sync_rows(
         rel: pg_sys::Oid,
@@ -40,6 +44,7 @@ mod pgturso {
         delete_query: Option<&str>,
         upsert_query: &str,
         reset_slot: default!(Option<&str>, "NULL"),
+        columns: default!(Option<Vec<String>>, "NULL"),
     ) -> TableIterator<'static, (name!(rows, i64), name!(snapshot, String))> {
         let token = token.filter(|t| !t.is_empty());
         let secrets: Vec<&str> = token.into_iter().collect();
@@ -55,7 +60,12 @@ mod pgturso {
             ("auth".to_string(), token.map(str::to_string)),
         ])
         .unwrap_or_else(|e| fail(e.to_string()));
-        let info = tuple::rel_info_by_oid(rel).unwrap_or_else(|e| fail(e));
+        let mut info = tuple::rel_info_by_oid(rel).unwrap_or_else(|e| fail(e));
+        // A publication's column list: only those columns, which the query selects in order.
+        if let Some(columns) = &columns {
+            let narrowed = info.only(columns).unwrap_or_else(|e| fail(e.to_string()));
+            info = std::rc::Rc::new(narrowed);
+        }
         let transport = HttpTransport::new(
             options.base_url.clone(),
             None,

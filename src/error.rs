@@ -31,6 +31,10 @@ pub enum PgTursoError {
         quoted: String,
         operation: String,
     },
+    #[error(
+        "the column list of table \"{table}\" in its publication leaves out key column {columns}"
+    )]
+    KeyNotPublished { table: String, columns: String },
     #[error("could not replicate transaction {lsn} to Turso: {source}")]
     Replication {
         lsn: String,
@@ -107,6 +111,7 @@ impl PgTursoError {
                 ERRCODE_INVALID_PARAMETER_VALUE
             }
             PgTursoError::NoReplicaIdentity { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            PgTursoError::KeyNotPublished { .. } => ERRCODE_INVALID_COLUMN_REFERENCE,
             PgTursoError::Replication { source, .. }
             | PgTursoError::Progress { source, .. }
             | PgTursoError::Schema { source }
@@ -161,6 +166,9 @@ impl PgTursoError {
             PgTursoError::NoReplicaIdentity { quoted, .. } => Some(format!(
                 "Add a primary key to the table, or run ALTER TABLE {quoted} REPLICA IDENTITY FULL (a table that has a primary key but REPLICA IDENTITY NOTHING: ALTER TABLE {quoted} REPLICA IDENTITY DEFAULT). Changes written before that carry no old row and cannot be applied: copy the table again (with the SQL API: turso_unschedule(name, drop_slot => true), then schedule or replicate it again)."
             )),
+            PgTursoError::KeyNotPublished { .. } => Some(
+                "pgturso identifies a row in Turso by the table's key: add the key columns to the column list (ALTER PUBLICATION … SET TABLE t (…)), or publish the table without one.".to_string(),
+            ),
             PgTursoError::Replication { source, .. }
             | PgTursoError::Progress { source, .. }
             | PgTursoError::Schema { source }

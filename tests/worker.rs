@@ -395,3 +395,72 @@ fn a_table_added_to_the_publication_later_is_copied() {
     assert!(mirrored(&mut c, &sqld));
     one(&mut c, "SELECT turso_stop('app')");
 }
+
+/// A column list in the worker's publication: the initial copy and every change carry only the
+/// listed columns; `ALTER PUBLICATION … SET TABLE` with another list makes the worker copy the
+/// table again with the new columns (PostgreSQL records a changed list as a new membership).
+#[test]
+fn a_column_list_is_copied_and_followed_and_a_new_list_copies_again() {
+    let sqld = Sqld::start("worker_columns", false);
+    let mut c = setup("worker_columns", &sqld);
+    c.batch_execute(
+        "CREATE TABLE people(id int PRIMARY KEY, name text, secret text, age int);
+         INSERT INTO people SELECT g, 'n' || g, 'secret ' || g, g FROM generate_series(1, 300) g;",
+    )
+    .unwrap();
+    c.batch_execute("CREATE PUBLICATION cols FOR TABLE people (id, name)")
+        .unwrap();
+    one(&mut c, "SELECT turso_start('cols')");
+    let columns = || -> Vec<String> {
+        sqld.query_text("SELECT name FROM pragma_table_info('people') ORDER BY cid")
+            .into_iter()
+            .map(|r| r[0].clone().unwrap_or_default())
+            .collect()
+    };
+    let same = |c: &mut postgres::Client, cols: &str| {
+        sqld.table_exists("people")
+            && columns().join(", ") == cols
+            && sqld.query_text(&format!("SELECT {cols} FROM people ORDER BY id"))
+                == pg_rows(
+                    c,
+                    &format!(
+                        "SELECT {} FROM people ORDER BY people.id",
+                        cols.split(", ")
+                            .map(|col| format!("{col}::text"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+    };
+    wait_for("the copy of the listed columns", || {
+        same(&mut c, "id, name")
+    });
+    c.batch_execute(
+        "UPDATE people SET secret = 'changed', name = 'renamed' WHERE id <= 20;
+         INSERT INTO people VALUES (1000, 'new', 'hidden', 1);
+         DELETE FROM people WHERE id BETWEEN 21 AND 30;",
+    )
+    .unwrap();
+    wait_for("the changes of the listed columns", || {
+        same(&mut c, "id, name")
+    });
+    let everything = sqld.query_text("SELECT * FROM people").concat();
+    assert!(
+        everything
+            .iter()
+            .flatten()
+            .all(|v| !v.contains("secret") && v != "changed" && v != "hidden"),
+        "an unlisted column reached Turso"
+    );
+    c.batch_execute("ALTER PUBLICATION cols SET TABLE people (id, age)")
+        .unwrap();
+    c.batch_execute("UPDATE people SET age = age + 1000 WHERE id <= 5")
+        .unwrap();
+    wait_for("the table copied again with the new list", || {
+        same(&mut c, "id, age")
+    });
+    c.batch_execute("UPDATE people SET age = 0, name = 'x' WHERE id BETWEEN 40 AND 50")
+        .unwrap();
+    wait_for("the new list's changes", || same(&mut c, "id, age"));
+    one(&mut c, "SELECT turso_stop('cols', drop => true)");
+}

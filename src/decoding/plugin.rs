@@ -10,7 +10,10 @@
 //! `decoding_work_mem`) once decoding reaches the slot's confirmed position, as a session-level
 //! `SET`, and puts the session's value back when the session ends.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
+use std::rc::Rc;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -22,6 +25,8 @@ use crate::model::{RowChange, Table};
 use crate::options::{self, Options};
 use crate::turso::client::HttpTransport;
 
+type NarrowedInfo = (Rc<tuple::RelInfo>, Rc<[String]>, Rc<tuple::RelInfo>);
+
 /// Everything one decoding session keeps.
 struct State {
     options: Options,
@@ -30,6 +35,9 @@ struct State {
     change_cxt: pg_sys::MemoryContext,
     /// This session's `logical_decoding_work_mem`, while it decodes with its own.
     work_mem: WorkMem,
+    /// Relation descriptions narrowed to a publication's column list, by relation: the
+    /// description and the list they were made from, and the result.
+    narrowed: RefCell<HashMap<pg_sys::Oid, NarrowedInfo>>,
     /// Changes seen, for [`report_progress`] (PostgreSQL 15 only).
     #[cfg_attr(not(feature = "pg15"), allow(dead_code))]
     changes: u32,
@@ -285,6 +293,7 @@ unsafe extern "C-unwind" fn pgturso_startup(
             options,
             change_cxt,
             work_mem,
+            narrowed: RefCell::default(),
             changes: 0,
         });
         let raw = Box::into_raw(state);
@@ -408,9 +417,10 @@ unsafe fn target(
     info: &tuple::RelInfo,
     kind: Kind,
     xid: u32,
-) -> Option<pg_sys::Oid> {
+) -> Option<(pg_sys::Oid, Option<Rc<[String]>>)> {
     let (relid, table) = (info.relid, &info.table);
     let mut target = relid;
+    let mut columns = None;
     if let Some(oid) = options.table_oid.map(pg_sys::Oid::from) {
         if relid != oid {
             // SAFETY: as the caller guarantees.
@@ -439,6 +449,7 @@ unsafe fn target(
             return None;
         }
         target = a.root.unwrap_or(target);
+        columns = a.columns;
     }
     let copied = |oid: pg_sys::Oid| {
         options
@@ -449,7 +460,28 @@ unsafe fn target(
     if copied(relid) || copied(target) {
         return None;
     }
-    Some(target)
+    Some((target, columns))
+}
+
+/// `info` narrowed to a publication's column list `columns` (as itself without one), cached
+/// until either changes (both come from caches PostgreSQL's invalidations reset).
+fn narrowed(
+    state: &State,
+    info: Rc<tuple::RelInfo>,
+    columns: Option<Rc<[String]>>,
+) -> Rc<tuple::RelInfo> {
+    let Some(columns) = columns else {
+        return info;
+    };
+    let mut cache = state.narrowed.borrow_mut();
+    if let Some((from, cols, narrow)) = cache.get(&info.relid) {
+        if Rc::ptr_eq(from, &info) && Rc::ptr_eq(cols, &columns) {
+            return narrow.clone();
+        }
+    }
+    let narrow = Rc::new(ok_or_raise(info.only(&columns), &state.options));
+    cache.insert(info.relid, (info, columns, narrow.clone()));
+    narrow
 }
 
 #[derive(Clone, Copy)]
@@ -471,7 +503,7 @@ unsafe fn decode_change(
     xid: u32,
     rel: pg_sys::Relation,
     change: *mut pg_sys::ReorderBufferChange,
-) -> Option<(std::rc::Rc<tuple::RelInfo>, RowChange)> {
+) -> Option<(Rc<tuple::RelInfo>, RowChange)> {
     // SAFETY: valid pointers from PostgreSQL for the duration of the call.
     unsafe {
         let info = ok_or_raise(tuple::rel_info(rel), &state.options);
@@ -482,7 +514,7 @@ unsafe fn decode_change(
             REORDER_BUFFER_CHANGE_DELETE => Kind::Delete,
             _ => return None,
         };
-        let Some(target) = target(&state.options, &info, kind, xid) else {
+        let Some((target, columns)) = target(&state.options, &info, kind, xid) else {
             // Decoding may dwell on other tables for long: keep our Turso stream open.
             let kept = state.replicator.keep_alive();
             ok_or_raise(kept, &state.options);
@@ -496,6 +528,7 @@ unsafe fn decode_change(
             Some(root) => root.info.clone(),
             None => info,
         };
+        let info = narrowed(state, info, columns);
         let tupdesc = match &as_root {
             Some(root) => root.tupdesc(),
             None => (*rel).rd_att,
@@ -619,8 +652,10 @@ unsafe fn truncated_tables(
             // that table only; a partitioned table is truncated only where it is replicated as
             // one (table_name names it, or a publication through the partition root holds it),
             // otherwise its partitions are.
-            let target = target(&state.options, &info, Kind::Truncate, xid);
-            if target != Some(info.relid) {
+            let Some((target, columns)) = target(&state.options, &info, Kind::Truncate, xid) else {
+                continue;
+            };
+            if target != info.relid {
                 continue;
             }
             if (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_PARTITIONED_TABLE {
@@ -634,7 +669,7 @@ unsafe fn truncated_tables(
                     continue;
                 }
             }
-            tables.push(info.table.clone());
+            tables.push(narrowed(state, info, columns).table.clone());
         }
         tables
     }

@@ -5,12 +5,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+use std::rc::Rc;
 
 use pgrx::pg_sys;
 
-/// The kinds of change a relation's publications publish, and as which relation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The kinds of change a relation's publications publish, as which relation, and which columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Actions {
     pub insert: bool,
     pub update: bool,
@@ -22,6 +23,9 @@ pub struct Actions {
     pub root: Option<pg_sys::Oid>,
     /// A publication holding the relation publishes through the partition root.
     pub via_root: bool,
+    /// The publications' column list (`FOR TABLE t (a, b)`), by column name; `None` for every
+    /// column (no list, or a publication without one holds the table, as in pgoutput).
+    pub columns: Option<Rc<[String]>>,
 }
 
 /// The ancestors of partition `relid`, nearest first (empty for a relation that is no partition).
@@ -89,12 +93,12 @@ pub unsafe fn actions(relid: pg_sys::Oid, names: &[String]) -> Actions {
         }
         REGISTERED.set(true);
     }
-    if let Some(a) = CACHE.with(|c| c.borrow().get(&relid).copied()) {
+    if let Some(a) = CACHE.with(|c| c.borrow().get(&relid).cloned()) {
         return a;
     }
     // SAFETY: catalog lookups inside a transaction, as the caller guarantees.
     let a = unsafe { look_up(relid, names) };
-    CACHE.with(|c| c.borrow_mut().insert(relid, a));
+    CACHE.with(|c| c.borrow_mut().insert(relid, a.clone()));
     a
 }
 
@@ -103,13 +107,13 @@ pub unsafe fn actions(relid: pg_sys::Oid, names: &[String]) -> Actions {
 const ANUM_PRQUAL: i16 = 4;
 const ANUM_PRATTRS: i16 = 5;
 
-/// Raises an ERROR when publication `pubid` (`name`) has a row filter or a column list for
-/// relation `relid`: pgturso does not apply them yet, and replicating the whole table instead
-/// would send rows and columns the publication keeps back.
+/// The column list publication `pubid` (`name`) has for relation `relid`, as column names
+/// (`None`: every column); raises an ERROR when it has a row filter, which pgturso does not
+/// apply yet: replicating the whole table instead would send rows the publication keeps back.
 ///
 /// # Safety
 /// As [`actions`].
-unsafe fn refuse_filters(relid: pg_sys::Oid, pubid: pg_sys::Oid, name: &str) {
+unsafe fn column_list(relid: pg_sys::Oid, pubid: pg_sys::Oid, name: &str) -> Option<Vec<String>> {
     // SAFETY: a syscache lookup, released before returning (or before the ERROR).
     unsafe {
         let tup = pg_sys::SearchSysCache2(
@@ -118,37 +122,62 @@ unsafe fn refuse_filters(relid: pg_sys::Oid, pubid: pg_sys::Oid, name: &str) {
             pg_sys::Datum::from(pubid),
         );
         if tup.is_null() {
-            return;
+            return None;
         }
-        let mut isnull = true;
-        let has = |attnum: i16, isnull: &mut bool| {
-            pg_sys::SysCacheGetAttr(
+        let attr = |attnum: i16| {
+            let mut isnull = true;
+            let d = pg_sys::SysCacheGetAttr(
                 pg_sys::SysCacheIdentifier::PUBLICATIONRELMAP as i32,
                 tup,
                 attnum,
-                isnull,
+                &mut isnull,
             );
-            !*isnull
+            (!isnull).then_some(d)
         };
-        let filter = has(ANUM_PRQUAL, &mut isnull);
-        let columns = has(ANUM_PRATTRS, &mut isnull);
+        let filter = attr(ANUM_PRQUAL).is_some();
+        let columns = attr(ANUM_PRATTRS).map(|d| {
+            // An int2vector: a one-dimensional int2 array.
+            let arr = pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::int2vector;
+            let n = (*arr).dim1 as usize;
+            let attnums = (*arr).values.as_slice(n);
+            attnums
+                .iter()
+                .filter_map(|&a| {
+                    let n = pg_sys::get_attname(relid, a, true);
+                    (!n.is_null()).then(|| CStr::from_ptr(n).to_string_lossy().into_owned())
+                })
+                .collect()
+        });
         pg_sys::ReleaseSysCache(tup);
-        if filter || columns {
-            let what = match (filter, columns) {
-                (true, true) => "a row filter and a column list",
-                (true, false) => "a row filter",
-                _ => "a column list",
-            };
+        if filter {
             let table = crate::decoding::tuple::display_name(relid);
             pgrx::pg_sys::panic::ErrorReport::new(
                 pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!("publication \"{name}\" has {what} for table \"{table}\", which pgturso does not apply yet"),
+                format!("publication \"{name}\" has a row filter for table \"{table}\", which pgturso does not apply yet"),
                 "pgturso",
             )
-            .set_hint("pgturso would otherwise replicate every row and column of the table. Publish the table without WHERE or a column list (ALTER PUBLICATION … SET TABLE), or in a publication pgturso does not replicate.")
+            .set_hint("pgturso would otherwise replicate every row of the table. Publish the table without WHERE (ALTER PUBLICATION … SET TABLE), or in a publication pgturso does not replicate.")
             .report(pgrx::PgLogLevel::ERROR);
         }
+        columns
     }
+}
+
+/// Raises pgoutput's ERROR for a table whose publications give it different column lists.
+fn different_lists(relid: pg_sys::Oid) -> ! {
+    let table = crate::decoding::tuple::display_name(relid);
+    pgrx::pg_sys::panic::ErrorReport::new(
+        pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!(
+            "cannot use different column lists for table \"{table}\" in different publications"
+        ),
+        "pgturso",
+    )
+    .set_hint(
+        "Give the table the same column list in every publication pgturso replicates, or none.",
+    )
+    .report(pgrx::PgLogLevel::ERROR);
+    unreachable!("an ERROR report does not return")
 }
 
 /// # Safety
@@ -168,6 +197,8 @@ unsafe fn look_up(relid: pg_sys::Oid, names: &[String]) -> Actions {
         let mut a = Actions::default();
         // Index in `rels` of the top-most ancestor a via-root publication holds.
         let mut top = 0;
+        // Each holding publication's column list (None: all columns).
+        let mut lists: Vec<Option<Vec<String>>> = Vec::new();
         for name in names {
             let cname = CString::new(name.as_str()).unwrap_or_default();
             let p = pg_sys::GetPublicationByName(cname.as_ptr(), false);
@@ -178,11 +209,13 @@ unsafe fn look_up(relid: pg_sys::Oid, names: &[String]) -> Actions {
                         .any(|&list| pg_sys::list_member_oid(list, (*p).oid))
             };
             if (0..rels.len()).any(holds_at) {
-                for (i, &r) in rels.iter().enumerate() {
-                    if pg_sys::list_member_oid(member[2 * i], (*p).oid) {
-                        refuse_filters(r, (*p).oid, name);
-                    }
-                }
+                // The list of the nearest relation the publication names itself (for a
+                // partition, its own or an ancestor's); none for a schema or all-tables one.
+                let own = rels
+                    .iter()
+                    .enumerate()
+                    .find(|&(i, _)| pg_sys::list_member_oid(member[2 * i], (*p).oid));
+                lists.push(own.and_then(|(_, &r)| column_list(r, (*p).oid, name)));
                 let pa = (*p).pubactions;
                 a.insert |= pa.pubinsert;
                 a.update |= pa.pubupdate;
@@ -198,6 +231,12 @@ unsafe fn look_up(relid: pg_sys::Oid, names: &[String]) -> Actions {
         }
         if top > 0 {
             a.root = Some(rels[top]);
+        }
+        if let Some(first) = lists.first() {
+            if lists.iter().any(|l| l != first) {
+                different_lists(relid);
+            }
+            a.columns = first.clone().map(Rc::from);
         }
         a
     }

@@ -16,6 +16,7 @@ use crate::error::PgTursoError;
 use crate::model::{Cell, Column, SqlType, Table, Value};
 
 /// How to read one replicated column out of a tuple.
+#[derive(Clone)]
 struct ColumnReader {
     /// Index of the attribute in the tuple descriptor.
     att: usize,
@@ -45,6 +46,47 @@ pub struct RelInfo {
     /// The partitioned tables `relid` is a partition of, nearest first (none for other tables).
     pub ancestors: Vec<pg_sys::Oid>,
     readers: Vec<ColumnReader>,
+}
+
+impl RelInfo {
+    /// This description narrowed to the columns `names` (a publication's column list), in the
+    /// table's column order. The key must be among them, as PostgreSQL requires of a published
+    /// replica identity: Turso's rows are identified by it.
+    pub fn only(&self, names: &[String]) -> Result<RelInfo, PgTursoError> {
+        let columns = &self.table.columns;
+        let keep: Vec<usize> = (0..columns.len())
+            .filter(|&i| names.contains(&columns[i].name))
+            .collect();
+        let left_out: Vec<String> = self
+            .table
+            .key
+            .iter()
+            .filter(|k| !keep.contains(k))
+            .map(|&k| format!("\"{}\"", columns[k].name))
+            .collect();
+        if !left_out.is_empty() {
+            return Err(PgTursoError::KeyNotPublished {
+                table: self.table.display_name(),
+                columns: left_out.join(", "),
+            });
+        }
+        let mut table = self.table.clone();
+        table.columns = keep.iter().map(|&i| columns[i].clone()).collect();
+        table.key = self
+            .table
+            .key
+            .iter()
+            .filter_map(|k| keep.iter().position(|i| i == k))
+            .collect();
+        table.shape = Default::default();
+        Ok(RelInfo {
+            table,
+            relid: self.relid,
+            rewrite: self.rewrite,
+            ancestors: self.ancestors.clone(),
+            readers: keep.iter().map(|&i| self.readers[i].clone()).collect(),
+        })
+    }
 }
 
 thread_local! {
