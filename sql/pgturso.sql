@@ -631,15 +631,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY 1
 $$;
 
--- The column list publication `publication` has for `rel`, as column names (NULL: every
--- column): the list of the nearest of `rel` and its partition ancestors that the publication
--- names, as decoding takes it (a schema or all-tables membership has none).
-CREATE FUNCTION pgturso._copy_columns(rel regclass, publication name) RETURNS text[]
+-- The pg_publication_rel row through which publication `publication` holds `rel`: its own, or
+-- that of the nearest partition ancestor the publication names, as decoding takes it (none for
+-- a schema or all-tables membership).
+CREATE FUNCTION pgturso._membership(rel regclass, publication name) RETURNS pg_publication_rel
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN pr.prattrs IS NOT NULL THEN
-               (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
-                 WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs::int2[]))
-           END
+    SELECT pr.*
       FROM pg_publication p
       JOIN pg_publication_rel pr ON pr.prpubid = p.oid
       LEFT JOIN (SELECT a.relid, row_number() OVER () AS n FROM pg_partition_ancestors(rel) a) anc
@@ -649,19 +646,31 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      LIMIT 1
 $$;
 
+-- The column list publication `publication` has for `rel`, as column names (NULL: every column).
+CREATE FUNCTION pgturso._copy_columns(rel regclass, publication name) RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+             WHERE a.attrelid = m.prrelid AND a.attnum = ANY (m.prattrs::int2[]))
+      FROM pgturso._membership(rel, publication) m
+     WHERE m.prattrs IS NOT NULL
+$$;
+
 -- The query of a publication table's initial copy: its own rows, or a partitioned table's (its
 -- partitions' rows, when published through the root); only the columns of the publication's
--- column list, in the table's order.
+-- column list, in the table's order, and the rows of its row filter.
 CREATE FUNCTION pgturso._copy_query(rel regclass, publication name DEFAULT NULL) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT format(CASE WHEN (SELECT relkind FROM pg_class WHERE oid = rel) = 'p'
-                       THEN 'SELECT %s FROM %s' ELSE 'SELECT %s FROM ONLY %s' END,
+                       THEN 'SELECT %s FROM %s%s' ELSE 'SELECT %s FROM ONLY %s%s' END,
                   coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
                               FROM pg_attribute a
                              WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
                                AND a.attname::text = ANY (pgturso._copy_columns(rel, publication))),
                            '*'),
-                  rel)
+                  rel,
+                  coalesce((SELECT ' WHERE ' || pg_get_expr(m.prqual, m.prrelid)
+                              FROM pgturso._membership(rel, publication) m
+                             WHERE m.prqual IS NOT NULL), ''))
 $$;
 
 CREATE FUNCTION @extschema@.turso_start(publication text, url_fn regprocedure DEFAULT NULL,
@@ -684,11 +693,6 @@ BEGIN
                   HINT = format('Create it first, e.g. CREATE PUBLICATION %I FOR TABLE accounts, orders;', publication);
     END IF;
     PERFORM pgturso._authorize_publication(session_user, p.oid, 'turso_start(text, regprocedure, regprocedure)');
-    IF EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = p.oid AND pr.prqual IS NOT NULL) THEN
-        RAISE EXCEPTION 'publication "%" has row filters, which pgturso does not apply yet', publication
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'pgturso would otherwise replicate every row of those tables. Publish them without WHERE, or in another publication.';
-    END IF;
     SELECT * INTO r FROM pgturso.publications x WHERE x.pubname = publication;
     IF FOUND THEN
         IF r.enabled AND EXISTS (SELECT 1 FROM pgturso._workers(r.id)) THEN

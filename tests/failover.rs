@@ -101,9 +101,7 @@ fn after_a_switchover_the_promoted_standby_replicates_on_exactly() {
         Some("true"),
         "the worker's slot is a failover slot"
     );
-    wait_for("the initial copy", || {
-        mirrored(&sqld, &mut c)
-    });
+    wait_for("the initial copy", || mirrored(&sqld, &mut c));
     let mut s = standby.connect("failover");
     c.batch_execute("CREATE TABLE noise(x int)").unwrap();
     wait_for("the standby's synchronized copy of the slot", || {
@@ -123,9 +121,7 @@ fn after_a_switchover_the_promoted_standby_replicates_on_exactly() {
          INSERT INTO accounts SELECT g, 0 FROM generate_series(101, 150) g;",
     )
     .unwrap();
-    wait_for("the old primary's worker", || {
-        mirrored(&sqld, &mut c)
-    });
+    wait_for("the old primary's worker", || mirrored(&sqld, &mut c));
     // Changes right before the switchover: they may or may not reach Turso through the old
     // primary; either way they must arrive exactly once.
     c.batch_execute(
@@ -143,9 +139,7 @@ fn after_a_switchover_the_promoted_standby_replicates_on_exactly() {
          INSERT INTO accounts SELECT g, 7 FROM generate_series(201, 250) g;",
     )
     .unwrap();
-    wait_for("the promoted standby's worker", || {
-        mirrored(&sqld, &mut n)
-    });
+    wait_for("the promoted standby's worker", || mirrored(&sqld, &mut n));
     assert_eq!(turso_rows(&sqld).len(), 230);
     // It replicated from the synchronized slot (none was created anew) and streams on without
     // an error.

@@ -464,3 +464,43 @@ fn a_column_list_is_copied_and_followed_and_a_new_list_copies_again() {
     wait_for("the new list's changes", || same(&mut c, "id, age"));
     one(&mut c, "SELECT turso_stop('cols', drop => true)");
 }
+
+/// A row filter in the worker's publication: the initial copy holds the passing rows only, and
+/// rows that move into and out of the filter later are inserted and deleted in Turso.
+#[test]
+fn a_row_filter_is_copied_and_followed() {
+    let sqld = Sqld::start("worker_filter", false);
+    let mut c = setup("worker_filter", &sqld);
+    c.batch_execute(
+        "CREATE TABLE orders(id int PRIMARY KEY, status text, amount int);
+         ALTER TABLE orders REPLICA IDENTITY FULL;
+         INSERT INTO orders SELECT g, CASE WHEN g % 3 = 0 THEN 'draft' ELSE 'paid' END, g FROM generate_series(1, 200) g;",
+    )
+    .unwrap();
+    c.batch_execute("CREATE PUBLICATION shop FOR TABLE orders WHERE (status <> 'draft')")
+        .unwrap();
+    one(&mut c, "SELECT turso_start('shop')");
+    let same = |c: &mut postgres::Client| {
+        sqld.table_exists("orders")
+            && sqld.query_text("SELECT id, status, amount FROM orders ORDER BY id")
+                == pg_rows(
+                    c,
+                    "SELECT id::text, status, amount::text FROM orders WHERE status <> 'draft' ORDER BY orders.id",
+                )
+    };
+    wait_for("the copy of the passing rows", || same(&mut c));
+    assert_eq!(
+        sqld.query_text("SELECT count(*) FROM orders"),
+        [[Some("134".to_string())]]
+    );
+    c.batch_execute(
+        "UPDATE orders SET status = 'paid' WHERE id % 3 = 0 AND id <= 30;
+         UPDATE orders SET status = 'draft' WHERE id % 3 = 1 AND id <= 30;
+         UPDATE orders SET amount = amount + 1 WHERE id BETWEEN 31 AND 60;
+         DELETE FROM orders WHERE id > 190;
+         INSERT INTO orders VALUES (1000, 'draft', 1), (1001, 'paid', 2);",
+    )
+    .unwrap();
+    wait_for("rows moving into and out of the filter", || same(&mut c));
+    one(&mut c, "SELECT turso_stop('shop', drop => true)");
+}

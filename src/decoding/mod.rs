@@ -3,6 +3,7 @@
 //! publications hold.
 
 pub mod convert;
+pub(crate) mod filter;
 pub(crate) mod plugin;
 pub(crate) mod publication;
 pub(crate) mod tuple;

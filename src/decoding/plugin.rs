@@ -412,15 +412,11 @@ unsafe fn in_change_cxt<T>(state: &State, f: impl FnOnce() -> T) -> T {
 ///
 /// # Safety
 /// Inside a decoding callback.
-unsafe fn target(
-    options: &Options,
-    info: &tuple::RelInfo,
-    kind: Kind,
-    xid: u32,
-) -> Option<(pg_sys::Oid, Option<Rc<[String]>>)> {
+unsafe fn target(options: &Options, info: &tuple::RelInfo, kind: Kind, xid: u32) -> Option<Route> {
     let (relid, table) = (info.relid, &info.table);
     let mut target = relid;
     let mut columns = None;
+    let mut filters = None;
     if let Some(oid) = options.table_oid.map(pg_sys::Oid::from) {
         if relid != oid {
             // SAFETY: as the caller guarantees.
@@ -450,6 +446,7 @@ unsafe fn target(
         }
         target = a.root.unwrap_or(target);
         columns = a.columns;
+        filters = a.filters;
     }
     let copied = |oid: pg_sys::Oid| {
         options
@@ -460,7 +457,21 @@ unsafe fn target(
     if copied(relid) || copied(target) {
         return None;
     }
-    Some((target, columns))
+    Some(Route {
+        target,
+        columns,
+        filters,
+    })
+}
+
+/// Where a change goes and what of it: see [`target`].
+struct Route {
+    /// The relation whose Turso table gets the change.
+    target: pg_sys::Oid,
+    /// The publications' column list.
+    columns: Option<Rc<[String]>>,
+    /// The publications' row filters.
+    filters: Option<Rc<publication::Filters>>,
 }
 
 /// `info` narrowed to a publication's column list `columns` (as itself without one), cached
@@ -514,15 +525,73 @@ unsafe fn decode_change(
             REORDER_BUFFER_CHANGE_DELETE => Kind::Delete,
             _ => return None,
         };
-        let Some((target, columns)) = target(&state.options, &info, kind, xid) else {
+        let Some(Route {
+            target,
+            columns,
+            filters,
+        }) = target(&state.options, &info, kind, xid)
+        else {
             // Decoding may dwell on other tables for long: keep our Turso stream open.
             let kept = state.replicator.keep_alive();
             ok_or_raise(kept, &state.options);
             return None;
         };
         // A partition replicated as its partitioned table: its tuples in that table's row type.
+        let own_relid = info.relid;
         let as_root = (target != info.relid)
             .then(|| ok_or_raise(tuple::AsRoot::open(rel, target), &state.options));
+        let tp = (*change).data.tp;
+        let passed = match &filters {
+            None => Passed::Unfiltered,
+            Some(f) => {
+                let view = if f.relid == own_relid {
+                    FilterView::Own
+                } else if f.relid == target && as_root.is_some() {
+                    FilterView::Root
+                } else {
+                    FilterView::Other(ok_or_raise(
+                        tuple::AsRoot::open(rel, f.relid),
+                        &state.options,
+                    ))
+                };
+                let root = as_root.as_ref();
+                let passes = |quals: &Option<Vec<String>>, buf: ChangeTuple| -> bool {
+                    let (Some(quals), Some(t)) = (quals, heap_tuple(buf)) else {
+                        return true;
+                    };
+                    let (tupdesc, t) = match (&view, root) {
+                        (FilterView::Root, Some(r)) => (r.tupdesc(), r.convert(t)),
+                        (FilterView::Other(m), _) => (m.tupdesc(), m.convert(t)),
+                        _ => ((*rel).rd_att, t),
+                    };
+                    crate::decoding::filter::passes(quals, tupdesc, t)
+                };
+                in_change_cxt(state, || match kind {
+                    Kind::Insert => Passed::from(passes(&f.insert, tp.newtuple)),
+                    Kind::Delete => Passed::from(passes(&f.delete, tp.oldtuple)),
+                    Kind::Update => {
+                        let new = passes(&f.update, tp.newtuple);
+                        // Without an old tuple the key did not change: the old row is judged
+                        // as the new one (a filter of an UPDATE publication reads only the
+                        // replica identity).
+                        let old =
+                            heap_tuple(tp.oldtuple).is_none_or(|_| passes(&f.update, tp.oldtuple));
+                        match (old, new) {
+                            (true, true) => Passed::Unfiltered,
+                            (false, true) => Passed::Enters,
+                            (true, false) => Passed::Leaves,
+                            (false, false) => Passed::No,
+                        }
+                    }
+                    Kind::Truncate => Passed::Unfiltered,
+                })
+            }
+        };
+        if passed == Passed::No {
+            let kept = state.replicator.keep_alive();
+            ok_or_raise(kept, &state.options);
+            return None;
+        }
         let rewrite = info.rewrite.filter(|_| as_root.is_none());
         let info = match &as_root {
             Some(root) => root.info.clone(),
@@ -533,7 +602,6 @@ unsafe fn decode_change(
             Some(root) => root.tupdesc(),
             None => (*rel).rd_att,
         };
-        let tp = (*change).data.tp;
         let tuple_of = |buf: ChangeTuple| {
             let Some(tuple) = heap_tuple(buf) else {
                 return Ok(None);
@@ -574,8 +642,48 @@ unsafe fn decode_change(
                 &state.options,
             );
         }
+        // pgoutput's UPDATE across a row filter: a row that starts to pass is inserted, one that
+        // stops passing is deleted.
+        row = match (passed, row) {
+            (Passed::Enters, RowChange::Update { new, .. }) => RowChange::Insert { new },
+            (Passed::Leaves, RowChange::Update { old: Some(old), .. }) => {
+                RowChange::Delete { old: Some(old) }
+            }
+            (_, row) => row,
+        };
         Some((info, row))
     }
+}
+
+/// What a change's row filter says of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Passed {
+    /// No filter, or the row passes it (an UPDATE: before and after).
+    Unfiltered,
+    /// An UPDATE after which the row passes, and before which it did not.
+    Enters,
+    /// An UPDATE after which the row no longer passes.
+    Leaves,
+    /// The row does not pass.
+    No,
+}
+
+impl From<bool> for Passed {
+    fn from(passes: bool) -> Passed {
+        if passes {
+            Passed::Unfiltered
+        } else {
+            Passed::No
+        }
+    }
+}
+
+/// The row type a row filter reads a change's tuple in: the table's own, the partition root's
+/// the change goes to, or another partition ancestor's.
+enum FilterView {
+    Own,
+    Root,
+    Other(tuple::AsRoot),
 }
 
 /// PostgreSQL 15 reports decoding progress to a walsender (keepalives, reading its client's
@@ -652,7 +760,10 @@ unsafe fn truncated_tables(
             // that table only; a partitioned table is truncated only where it is replicated as
             // one (table_name names it, or a publication through the partition root holds it),
             // otherwise its partitions are.
-            let Some((target, columns)) = target(&state.options, &info, Kind::Truncate, xid) else {
+            let Some(Route {
+                target, columns, ..
+            }) = target(&state.options, &info, Kind::Truncate, xid)
+            else {
                 continue;
             };
             if target != info.relid {

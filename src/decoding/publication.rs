@@ -24,8 +24,24 @@ pub struct Actions {
     /// A publication holding the relation publishes through the partition root.
     pub via_root: bool,
     /// The publications' column list (`FOR TABLE t (a, b)`), by column name; `None` for every
-    /// column (no list, or a publication without one holds the table, as in pgoutput).
+    /// column.
     pub columns: Option<Rc<[String]>>,
+    /// The publications' row filters; `None` when no publication holding the table has one.
+    pub filters: Option<Rc<Filters>>,
+}
+
+/// The row filters (`FOR TABLE t WHERE (…)`) of the publications that hold a relation, per kind
+/// of change, as pgoutput combines them: a change passes when it passes any filter of a
+/// publication that publishes its kind; a kind that a publication without a filter publishes
+/// has none (`None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    /// The relation the filters were written for (the expressions' columns are its columns):
+    /// the table, or the partition ancestor the publications name.
+    pub relid: pg_sys::Oid,
+    pub insert: Option<Vec<String>>,
+    pub update: Option<Vec<String>>,
+    pub delete: Option<Vec<String>>,
 }
 
 /// The ancestors of partition `relid`, nearest first (empty for a relation that is no partition).
@@ -107,13 +123,15 @@ pub unsafe fn actions(relid: pg_sys::Oid, names: &[String]) -> Actions {
 const ANUM_PRQUAL: i16 = 4;
 const ANUM_PRATTRS: i16 = 5;
 
-/// The column list publication `pubid` (`name`) has for relation `relid`, as column names
-/// (`None`: every column); raises an ERROR when it has a row filter, which pgturso does not
-/// apply yet: replicating the whole table instead would send rows the publication keeps back.
+/// The column list publication `pubid` has for relation `relid`, as column names (`None`: every
+/// column), and its row filter, as PostgreSQL's node text.
 ///
 /// # Safety
 /// As [`actions`].
-unsafe fn column_list(relid: pg_sys::Oid, pubid: pg_sys::Oid, name: &str) -> Option<Vec<String>> {
+unsafe fn membership(
+    relid: pg_sys::Oid,
+    pubid: pg_sys::Oid,
+) -> (Option<Vec<String>>, Option<String>) {
     // SAFETY: a syscache lookup, released before returning (or before the ERROR).
     unsafe {
         let tup = pg_sys::SearchSysCache2(
@@ -122,7 +140,7 @@ unsafe fn column_list(relid: pg_sys::Oid, pubid: pg_sys::Oid, name: &str) -> Opt
             pg_sys::Datum::from(pubid),
         );
         if tup.is_null() {
-            return None;
+            return (None, None);
         }
         let attr = |attnum: i16| {
             let mut isnull = true;
@@ -134,7 +152,10 @@ unsafe fn column_list(relid: pg_sys::Oid, pubid: pg_sys::Oid, name: &str) -> Opt
             );
             (!isnull).then_some(d)
         };
-        let filter = attr(ANUM_PRQUAL).is_some();
+        let filter = attr(ANUM_PRQUAL).map(|d| {
+            let text = pg_sys::text_to_cstring(d.cast_mut_ptr());
+            CStr::from_ptr(text).to_string_lossy().into_owned()
+        });
         let columns = attr(ANUM_PRATTRS).map(|d| {
             // An int2vector: a one-dimensional int2 array.
             let arr = pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::int2vector;
@@ -149,17 +170,7 @@ unsafe fn column_list(relid: pg_sys::Oid, pubid: pg_sys::Oid, name: &str) -> Opt
                 .collect()
         });
         pg_sys::ReleaseSysCache(tup);
-        if filter {
-            let table = crate::decoding::tuple::display_name(relid);
-            pgrx::pg_sys::panic::ErrorReport::new(
-                pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!("publication \"{name}\" has a row filter for table \"{table}\", which pgturso does not apply yet"),
-                "pgturso",
-            )
-            .set_hint("pgturso would otherwise replicate every row of the table. Publish the table without WHERE (ALTER PUBLICATION … SET TABLE), or in a publication pgturso does not replicate.")
-            .report(pgrx::PgLogLevel::ERROR);
-        }
-        columns
+        (columns, filter)
     }
 }
 
@@ -199,6 +210,9 @@ unsafe fn look_up(relid: pg_sys::Oid, names: &[String]) -> Actions {
         let mut top = 0;
         // Each holding publication's column list (None: all columns).
         let mut lists: Vec<Option<Vec<String>>> = Vec::new();
+        // Each holding publication's actions and row filter (with the relation it is for).
+        let mut quals: Vec<(pg_sys::PublicationActions, Option<(pg_sys::Oid, String)>)> =
+            Vec::new();
         for name in names {
             let cname = CString::new(name.as_str()).unwrap_or_default();
             let p = pg_sys::GetPublicationByName(cname.as_ptr(), false);
@@ -215,7 +229,12 @@ unsafe fn look_up(relid: pg_sys::Oid, names: &[String]) -> Actions {
                     .iter()
                     .enumerate()
                     .find(|&(i, _)| pg_sys::list_member_oid(member[2 * i], (*p).oid));
-                lists.push(own.and_then(|(_, &r)| column_list(r, (*p).oid, name)));
+                let (list, qual) = own.map_or((None, None), |(_, &r)| {
+                    let (list, qual) = membership(r, (*p).oid);
+                    (list, qual.map(|q| (r, q)))
+                });
+                lists.push(list);
+                quals.push(((*p).pubactions, qual));
                 let pa = (*p).pubactions;
                 a.insert |= pa.pubinsert;
                 a.update |= pa.pubupdate;
@@ -238,6 +257,47 @@ unsafe fn look_up(relid: pg_sys::Oid, names: &[String]) -> Actions {
             }
             a.columns = first.clone().map(Rc::from);
         }
+        a.filters = combine(relid, &quals).map(Rc::new);
         a
     }
+}
+
+/// pgoutput's combination of the holding publications' row filters (see [`Filters`]).
+fn combine(
+    relid: pg_sys::Oid,
+    quals: &[(pg_sys::PublicationActions, Option<(pg_sys::Oid, String)>)],
+) -> Option<Filters> {
+    let mut on = None;
+    for (_, q) in quals {
+        if let Some((r, _)) = q {
+            if on.is_some_and(|o| o != *r) {
+                let table = crate::decoding::tuple::display_name(relid);
+                pgrx::pg_sys::panic::ErrorReport::new(
+                    pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("the row filters of table \"{table}\" are written for different relations of its partition tree"),
+                    "pgturso",
+                )
+                .set_hint("Give the row filters on one table of the partition tree in every publication pgturso replicates (e.g. the partition root, with publish_via_partition_root).")
+                .report(pgrx::PgLogLevel::ERROR);
+            }
+            on = Some(*r);
+        }
+    }
+    let on = on?;
+    let kind = |publishes: fn(&pg_sys::PublicationActions) -> bool| {
+        let mut out = Vec::new();
+        for (_, q) in quals.iter().filter(|(a, _)| publishes(a)) {
+            match q {
+                Some((_, text)) => out.push(text.clone()),
+                None => return None,
+            }
+        }
+        Some(out)
+    };
+    Some(Filters {
+        relid: on,
+        insert: kind(|a| a.pubinsert),
+        update: kind(|a| a.pubupdate),
+        delete: kind(|a| a.pubdelete),
+    })
 }
