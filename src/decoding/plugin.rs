@@ -21,7 +21,7 @@ use pgrx::prelude::*;
 use crate::apply::replicator::Replicator;
 use crate::decoding::{publication, tuple};
 use crate::error::PgTursoError;
-use crate::model::{RowChange, Table};
+use crate::model::{Cell, RowChange, Table};
 use crate::options::{self, Options};
 use crate::turso::client::HttpTransport;
 
@@ -645,7 +645,18 @@ unsafe fn decode_change(
         // pgoutput's UPDATE across a row filter: a row that starts to pass is inserted, one that
         // stops passing is deleted.
         row = match (passed, row) {
-            (Passed::Enters, RowChange::Update { new, .. }) => RowChange::Insert { new },
+            // The inserted row needs every value: an unchanged TOASTed one comes from the old
+            // tuple, which REPLICA IDENTITY FULL logs whole, as pgoutput takes it.
+            (Passed::Enters, RowChange::Update { old, mut new }) => {
+                if let Some(old) = old.filter(|_| info.table.identity_full) {
+                    for (n, o) in new.iter_mut().zip(old) {
+                        if matches!(n, Cell::UnchangedToast) {
+                            *n = o;
+                        }
+                    }
+                }
+                RowChange::Insert { new }
+            }
             (Passed::Leaves, RowChange::Update { old: Some(old), .. }) => {
                 RowChange::Delete { old: Some(old) }
             }
