@@ -132,7 +132,7 @@ unsafe fn membership(
     relid: pg_sys::Oid,
     pubid: pg_sys::Oid,
 ) -> (Option<Vec<String>>, Option<String>) {
-    // SAFETY: a syscache lookup, released before returning (or before the ERROR).
+    // SAFETY: a syscache lookup, released before returning; its values are copied out first.
     unsafe {
         let tup = pg_sys::SearchSysCache2(
             pg_sys::SysCacheIdentifier::PUBLICATIONRELMAP as i32,
