@@ -19,6 +19,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::apply::replicator::Replicator;
+use crate::decoding::filter::Prepared;
 use crate::decoding::{publication, tuple};
 use crate::error::PgTursoError;
 use crate::model::{Cell, RowChange, Table};
@@ -555,8 +556,8 @@ unsafe fn decode_change(
                     ))
                 };
                 let root = as_root.as_ref();
-                let passes = |quals: &Option<Vec<String>>, buf: ChangeTuple| -> bool {
-                    let (Some(quals), Some(t)) = (quals, heap_tuple(buf)) else {
+                let passes = |filter: &Option<Prepared>, buf: ChangeTuple| -> bool {
+                    let (Some(filter), Some(t)) = (filter, heap_tuple(buf)) else {
                         return true;
                     };
                     let (tupdesc, t) = match (&view, root) {
@@ -564,7 +565,7 @@ unsafe fn decode_change(
                         (FilterView::Other(m), _) => (m.tupdesc(), m.convert(t)),
                         _ => ((*rel).rd_att, t),
                     };
-                    crate::decoding::filter::passes(quals, tupdesc, t)
+                    filter.passes(tupdesc, t)
                 };
                 in_change_cxt(state, || match kind {
                     Kind::Insert => Passed::from(passes(&f.insert, tp.newtuple)),

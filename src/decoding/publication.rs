@@ -10,6 +10,8 @@ use std::rc::Rc;
 
 use pgrx::pg_sys;
 
+use crate::decoding::filter::Prepared;
+
 /// The kinds of change a relation's publications publish, as which relation, and which columns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Actions {
@@ -34,15 +36,24 @@ pub struct Actions {
 /// of change, as pgoutput combines them: a change passes when it passes any filter of a
 /// publication that publishes its kind; a kind that a publication without a filter publishes
 /// has none (`None`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Filters {
     /// The relation the filters were written for (the expressions' columns are its columns):
     /// the table, or the partition ancestor the publications name.
     pub relid: pg_sys::Oid,
-    pub insert: Option<Vec<String>>,
-    pub update: Option<Vec<String>>,
-    pub delete: Option<Vec<String>>,
+    pub insert: Option<Prepared>,
+    pub update: Option<Prepared>,
+    pub delete: Option<Prepared>,
 }
+
+impl PartialEq for Filters {
+    /// The same filters object (each is prepared from the catalogs once).
+    fn eq(&self, other: &Filters) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for Filters {}
 
 /// The ancestors of partition `relid`, nearest first (empty for a relation that is no partition).
 ///
@@ -292,7 +303,8 @@ fn combine(
                 None => return None,
             }
         }
-        Some(out)
+        // SAFETY: inside the decoding callback that looks the publications up.
+        (!out.is_empty()).then(|| unsafe { Prepared::new(&out) })
     };
     Some(Filters {
         relid: on,
