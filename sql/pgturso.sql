@@ -685,6 +685,7 @@ DECLARE
     snaps jsonb := '{}';
     first boolean := true;
     snap text;
+    members text[];
 BEGIN
     SELECT * INTO p FROM pg_publication WHERE pubname = publication;
     IF NOT FOUND THEN
@@ -725,7 +726,10 @@ BEGIN
         -- is taken, so each copy's snapshot sees every one that committed; decoding skips, per
         -- table, the transactions its copy saw.
         PERFORM pgturso._wait_for_older(pg_current_xact_id());
-        FOR t IN SELECT x.rel FROM pgturso._publication_tables(publication) x LOOP
+        -- The memberships copied are the ones recorded: one read (a table that joins meanwhile
+        -- is copied by the worker's first step).
+        members := ARRAY(SELECT x.member FROM pgturso._publication_tables(publication) x);
+        FOR t IN SELECT split_part(m, ':', 1)::oid::regclass AS rel FROM unnest(members) m LOOP
             SELECT s.snapshot INTO snap
               FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL, pgturso._copy_query(t.rel, p.pubname),
                                       CASE WHEN first THEN slot END,
@@ -735,7 +739,7 @@ BEGIN
         END LOOP;
         INSERT INTO pgturso.publications (pubname, slot, owner, url_fn, token_fn, copy_snapshots, copied)
         VALUES (publication, slot, session_user, c.url_fn, c.token_fn, CASE WHEN snaps <> '{}' THEN snaps::text END,
-                ARRAY(SELECT x.member FROM pgturso._publication_tables(publication) x))
+                members)
         RETURNING * INTO r;
     END IF;
     r.pid := pgturso._launch(r.id, pg_current_xact_id()::text::bigint);
@@ -806,8 +810,11 @@ BEGIN
         -- copies (its copy's snapshot sees every transaction that has ended; decoding skips, for
         -- that table, what the copy saw). A table that left the publication and comes back is
         -- copied again: its changes meanwhile were not replicated.
-        FOR t IN SELECT x.rel FROM pgturso._publication_tables(r.pubname) x
-                  WHERE NOT (x.member = ANY (r.copied)) LOOP
+        -- The memberships are read once: a table that joins while this step runs is copied by
+        -- the next one, never recorded as copied without its copy.
+        tables := ARRAY(SELECT x.member FROM pgturso._publication_tables(r.pubname) x);
+        FOR t IN SELECT split_part(m, ':', 1)::oid::regclass AS rel FROM unnest(tables) m
+                  WHERE NOT (m = ANY (r.copied)) LOOP
             IF NOT waited THEN
                 PERFORM pgturso._wait_for_older(pg_current_xact_id());
                 waited := true;
@@ -818,7 +825,6 @@ BEGIN
             r.copy_snapshots := (coalesce(r.copy_snapshots, '{}')::jsonb
                                  || jsonb_build_object(t.rel::oid::text, snap))::text;
         END LOOP;
-        tables := ARRAY(SELECT x.member FROM pgturso._publication_tables(r.pubname) x);
         -- Group commit: the call holds every transaction it decodes in one Turso transaction,
         -- committed when the call ends; only then is the slot advanced, past what it decoded
         -- (everything up to the WAL flushed before it, unless it stopped at max_txns).
