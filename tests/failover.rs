@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{one, pg, pg_rows, wait_until, Sqld};
+use common::{one, pg, pg_rows, preload_pgturso, wait_until, Sqld};
 
 fn wait_for(what: &str, ok: impl FnMut() -> bool) {
     wait_until(what, Duration::from_secs(120), ok)
@@ -49,25 +49,14 @@ fn mirrored(sqld: &Sqld, c: &mut postgres::Client) -> bool {
 fn after_a_switchover_the_promoted_standby_replicates_on_exactly() {
     let sqld = Sqld::start("failover", true);
     let mut admin = pg().connect("postgres");
-    let preload = one(&mut admin, "SHOW shared_preload_libraries").unwrap_or_default();
-    let list: Vec<String> = preload
-        .split(',')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .chain(["pgturso"])
-        .map(|l| format!("'{l}'"))
-        .collect();
+    preload_pgturso(&mut admin);
     // The standby's physical slot, and logical decoding never ahead of that standby: what Turso
     // has, the standby has too.
     for sql in [
-        format!(
-            "ALTER SYSTEM SET shared_preload_libraries = {}",
-            list.join(", ")
-        ),
-        "SELECT pg_create_physical_replication_slot('pgturso_standby', true)".into(),
-        "ALTER SYSTEM SET synchronized_standby_slots = 'pgturso_standby'".into(),
+        "SELECT pg_create_physical_replication_slot('pgturso_standby', true)",
+        "ALTER SYSTEM SET synchronized_standby_slots = 'pgturso_standby'",
     ] {
-        admin.batch_execute(&sql).unwrap();
+        admin.batch_execute(sql).unwrap();
     }
     drop(admin);
     pg().stop();

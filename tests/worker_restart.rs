@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{one, pg, pg_rows, wait_until, Sqld};
+use common::{one, pg, pg_rows, preload_pgturso, wait_until, Sqld};
 
 /// Continuous replication is quick: 90 s is only the bound of a failure.
 fn wait_for(what: &str, ok: impl FnMut() -> bool) {
@@ -27,23 +27,7 @@ fn pg_ids(c: &mut postgres::Client) -> Vec<Vec<Option<String>>> {
 #[test]
 fn the_launcher_starts_the_workers_again_after_a_restart() {
     let sqld = Sqld::start("restart", true);
-    let mut admin = pg().connect("postgres");
-    let preload = one(&mut admin, "SHOW shared_preload_libraries").unwrap_or_default();
-    // A list: each library quoted on its own.
-    let list: Vec<String> = preload
-        .split(',')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .chain(["pgturso"])
-        .map(|l| format!("'{l}'"))
-        .collect();
-    admin
-        .batch_execute(&format!(
-            "ALTER SYSTEM SET shared_preload_libraries = {}",
-            list.join(", ")
-        ))
-        .unwrap();
-    drop(admin);
+    preload_pgturso(&mut pg().connect("postgres"));
     let mut c = pg().fresh_db("restart");
     c.batch_execute(&format!(
         "CREATE EXTENSION pgturso;

@@ -761,3 +761,23 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Adds pgturso to `shared_preload_libraries` (each library quoted on its own), effective at the
+/// next restart: the launcher then starts the publication workers (tests of restarts and
+/// switchovers).
+pub fn preload_pgturso(admin: &mut postgres::Client) {
+    let preload = one(admin, "SHOW shared_preload_libraries").unwrap_or_default();
+    let list: Vec<String> = preload
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .chain(["pgturso"])
+        .map(|l| format!("'{l}'"))
+        .collect();
+    admin
+        .batch_execute(&format!(
+            "ALTER SYSTEM SET shared_preload_libraries = {}",
+            list.join(", ")
+        ))
+        .unwrap();
+}
