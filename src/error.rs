@@ -35,6 +35,15 @@ pub enum PgTursoError {
         "the column list of table \"{table}\" in its publication leaves out key column {columns}"
     )]
     KeyNotPublished { table: String, columns: String },
+    #[error(
+        "cannot replicate an UPDATE that brings a row of table \"{table}\" into its publication's row filter: the WAL does not carry the unchanged TOASTed value of column \"{column}\""
+    )]
+    FilterEntryWithoutValue {
+        table: String,
+        /// The table name as SQL (quoted), for the hint.
+        quoted: String,
+        column: String,
+    },
     #[error("could not replicate transaction {lsn} to Turso: {source}")]
     Replication {
         lsn: String,
@@ -112,6 +121,9 @@ impl PgTursoError {
             }
             PgTursoError::NoReplicaIdentity { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             PgTursoError::KeyNotPublished { .. } => ERRCODE_INVALID_COLUMN_REFERENCE,
+            PgTursoError::FilterEntryWithoutValue { .. } => {
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
             PgTursoError::Replication { source, .. }
             | PgTursoError::Progress { source, .. }
             | PgTursoError::Schema { source }
@@ -169,6 +181,9 @@ impl PgTursoError {
             PgTursoError::KeyNotPublished { .. } => Some(
                 "pgturso identifies a row in Turso by the table's key: add the key columns to the column list (ALTER PUBLICATION … SET TABLE t (…)), or publish the table without one.".to_string(),
             ),
+            PgTursoError::FilterEntryWithoutValue { quoted, .. } => Some(format!(
+                "Such a row is inserted into Turso whole, and PostgreSQL logs a value it did not change only with REPLICA IDENTITY FULL: run ALTER TABLE {quoted} REPLICA IDENTITY FULL. Changes written before that stay unreplicable: then copy the table again (turso_stop(publication, drop => true), then turso_start)."
+            )),
             PgTursoError::Replication { source, .. }
             | PgTursoError::Progress { source, .. }
             | PgTursoError::Schema { source }

@@ -133,6 +133,8 @@ fn a_row_filter_moves_rows_in_and_out() {
         "UPDATE keyed SET id = 16 WHERE id = 5",              // enters through its key
         "UPDATE keyed SET id = 3 WHERE id = 20",              // leaves through its key
         "UPDATE keyed SET v = 'changed' WHERE id = 15",       // stays
+        "INSERT INTO keyed VALUES (7, 'out')",
+        "UPDATE keyed SET v = 'still out' WHERE id = 7",      // stays out (no old tuple)
     ] {
         c.batch_execute(sql).unwrap();
     }
@@ -276,4 +278,53 @@ fn a_column_list_sends_only_its_columns() {
         msg.contains("cannot use different column lists for table \"public.people\" in different publications"),
         "{msg}"
     );
+}
+
+/// An UPDATE of the key that brings a row into a row filter inserts the whole row in Turso; a
+/// TOASTed value it left unchanged is in the WAL only with REPLICA IDENTITY FULL. Without it the
+/// change is refused (pgoutput would send the row without the value), the slot stays, and once the
+/// table has REPLICA IDENTITY FULL such updates carry every value.
+#[test]
+fn a_key_update_into_a_row_filter_without_its_toasted_value_is_refused() {
+    let sqld = Sqld::start("pubs_toast_filter", false);
+    let (mut c, slot) = setup("pubs_toast_filter");
+    c.batch_execute(
+        "CREATE TABLE docs(id int PRIMARY KEY, body text);
+         ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
+         CREATE PUBLICATION p_docs FOR TABLE docs WHERE (id > 100);
+         INSERT INTO docs VALUES (1, repeat('x', 10000)), (2, repeat('y', 10000));",
+    )
+    .unwrap();
+    let url = sqld.url();
+    let opts = [("url", url.as_str()), ("publication_names", "p_docs")];
+    get_changes(&mut c, &slot, &opts).unwrap();
+    let before = confirmed_lsn(&mut c, &slot);
+    c.batch_execute("UPDATE docs SET id = 101 WHERE id = 1")
+        .unwrap();
+    let e = get_changes(&mut c, &slot, &opts).unwrap_err();
+    let (code, msg, _, hint) = db_error(&e);
+    assert_eq!(code, "55000", "{msg}");
+    assert!(
+        msg.contains("\"public.docs\"") && msg.contains("column \"body\""),
+        "{msg}"
+    );
+    assert!(hint.contains("REPLICA IDENTITY FULL"), "{hint}");
+    assert_eq!(confirmed_lsn(&mut c, &slot), before, "the slot moved");
+    assert!(ids(&sqld, "docs").is_empty());
+    // Past the refused change (the operator's choice), with REPLICA IDENTITY FULL the value travels.
+    c.batch_execute(&format!(
+        "SELECT pg_replication_slot_advance('{slot}', pg_current_wal_lsn());
+         ALTER TABLE docs REPLICA IDENTITY FULL;
+         UPDATE docs SET id = 102 WHERE id = 2;"
+    ))
+    .unwrap();
+    get_changes(&mut c, &slot, &opts).unwrap();
+    let turso =
+        sqld.query_text("SELECT id, length(body), substr(body, 1, 1) FROM docs ORDER BY id");
+    let want: Vec<Vec<Option<String>>> = vec![vec![
+        Some("102".into()),
+        Some("10000".into()),
+        Some("y".into()),
+    ]];
+    assert_eq!(turso, want);
 }

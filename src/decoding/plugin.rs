@@ -25,6 +25,7 @@ use crate::error::PgTursoError;
 use crate::model::{Cell, RowChange, Table};
 use crate::options::{self, Options};
 use crate::turso::client::HttpTransport;
+use crate::turso::sql::quote_ident;
 
 type NarrowedInfo = (Rc<tuple::RelInfo>, Rc<[String]>, Rc<tuple::RelInfo>);
 
@@ -575,8 +576,10 @@ unsafe fn decode_change(
                         // Without an old tuple the key did not change: the old row is judged
                         // as the new one (a filter of an UPDATE publication reads only the
                         // replica identity).
-                        let old =
-                            heap_tuple(tp.oldtuple).is_none_or(|_| passes(&f.update, tp.oldtuple));
+                        let old = match heap_tuple(tp.oldtuple) {
+                            Some(_) => passes(&f.update, tp.oldtuple),
+                            None => new,
+                        };
                         match (old, new) {
                             (true, true) => Passed::Unfiltered,
                             (false, true) => Passed::Enters,
@@ -655,6 +658,22 @@ unsafe fn decode_change(
                             *n = o;
                         }
                     }
+                }
+                // Without REPLICA IDENTITY FULL (an UPDATE of the key), such a value is nowhere:
+                // pgoutput sends the row without it and its subscriber stores NULL. Stop instead
+                // of losing it.
+                if let Some(i) = new.iter().position(|n| matches!(n, Cell::UnchangedToast)) {
+                    let t = &info.table;
+                    let error = PgTursoError::FilterEntryWithoutValue {
+                        table: t.display_name(),
+                        quoted: format!(
+                            "{}.{}",
+                            quote_ident(&t.pg_schema),
+                            quote_ident(&t.pg_name)
+                        ),
+                        column: t.columns[i].name.clone(),
+                    };
+                    ok_or_raise::<()>(Err(error), &state.options);
                 }
                 RowChange::Insert { new }
             }

@@ -8,13 +8,15 @@ use super::*;
 
 /// Decodes everything pending, in one call or several (`upto_nchanges`), with random request
 /// limits (so transactions span requests) and sometimes the smallest logical_decoding_work_mem
-/// (so transactions spill to disk). Returns (transactions, changes) the plugin reported.
+/// (so transactions spill to disk), and the options `extra`. Returns (transactions, changes) the
+/// plugin reported.
 pub(super) fn sync(
     c: &mut postgres::Client,
     rng: &mut Rng,
     log: &mut Log,
     slot: &str,
     url: &str,
+    extra: &[(&str, &str)],
 ) -> Result<(u64, u64), String> {
     let parts = if rng.chance(0.3) { rng.range(2, 4) } else { 1 };
     let (mut txns, mut changes) = (0, 0);
@@ -35,6 +37,7 @@ pub(super) fn sync(
                 rng.range(50, 2000).to_string(),
             ),
         ];
+        opts.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         if rng.chance(0.3) {
             opts.push((
                 "max_request_bytes".into(),

@@ -14,7 +14,10 @@
 //! numerics, bytea with zero bytes, empty strings and arrays, arrays with NULLs. Decoding calls
 //! use random `max_request_records` / `max_request_bytes`, sometimes `upto_nchanges` (several
 //! sessions per round) and sometimes the smallest `logical_decoding_work_mem` (spilling), under
-//! changing session time zones.
+//! changing session time zones. Beside them, in a database and a Turso database of their own, a
+//! publication with a partitioned table (through its root, with a column list and a row filter)
+//! and a filtered REPLICA IDENTITY FULL table gets random transactions of its own each round,
+//! decoded with `publication_names` (see `filtered.rs`).
 //!
 //! Environment:
 //! - `PGTURSO_MIRROR_SEED`: the PRNG seed (decimal or 0x-hex); default fixed. Same seed, same
@@ -52,10 +55,12 @@ use serde_json::Value as Json;
 // workload (the generator), compare (replication rounds and the comparison).
 
 mod compare;
+mod filtered;
 mod model;
 mod values;
 mod workload;
 use compare::*;
+use filtered::Filtered;
 use model::*;
 use values::*;
 use workload::*;
@@ -106,6 +111,10 @@ fn random_workload_mirrors_exactly() {
         &format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgturso')"),
     );
     g.create_tables(&mut c);
+    // The publication's part has a generator of its own, so the main workload of a seed is the
+    // same with it.
+    let mut flt = Filtered::start(&mut g.log);
+    let mut flt_rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
     eprintln!(
         "mirror: seed {seed}, target {target} changes{}",
         if avoid.is_empty() {
@@ -159,7 +168,9 @@ fn random_workload_mirrors_exactly() {
             g.stats.changes += g.exec(&mut c, &sql);
         }
         let t0 = Instant::now();
-        match sync(&mut c, &mut g.rng, &mut g.log, slot, &url) {
+        let flt_txns = flt_rng.range(5, 40) as u64;
+        flt.write(&mut flt_rng, &mut g.log, flt_txns);
+        match sync(&mut c, &mut g.rng, &mut g.log, slot, &url, &[]) {
             Ok((txns, changes)) => {
                 replicated.0 += txns;
                 replicated.1 += changes;
@@ -169,11 +180,18 @@ fn random_workload_mirrors_exactly() {
                 break;
             }
         }
+        if let Err(e) = flt.sync(&mut flt_rng, &mut g.log) {
+            failure = Some(format!(
+                "replication through the publication failed in round {rounds}: {e}"
+            ));
+            break;
+        }
         let synced = t0.elapsed();
         let t1 = Instant::now();
         for t in g.tables.clone() {
             compared += compare_table(&mut c, &sqld, &t, &mut mm);
         }
+        compared += flt.compare(&mut mm);
         eprintln!(
             "mirror: round {rounds}: {} changes ({} replicated in {} transactions), {} schema changes, sync {:.1}s, compare {:.1}s, {compared} rows compared, {:.0}s elapsed",
             g.stats.changes,
@@ -225,9 +243,10 @@ fn random_workload_mirrors_exactly() {
         eprintln!("mirror: {f}");
     }
     println!(
-        "mirror: seed {seed}, {} changes, {} schema changes, {rounds} rounds, {} mismatches{}",
+        "mirror: seed {seed}, {} changes, {} schema changes, {} statements through the publication, {rounds} rounds, {} mismatches{}",
         s.changes,
         s.schema_changes,
+        flt.statements,
         mm.count,
         if failure.is_some() {
             ", replication FAILED"
