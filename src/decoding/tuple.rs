@@ -433,7 +433,17 @@ pub unsafe fn query_cells(
                 ),
             });
         }
-        let (values, nulls) = deform(tupdesc, tuple);
+        let (mut values, nulls) = deform(tupdesc, tuple);
+        // A query's row points into the TOAST table for a large value: unlike a decoded change,
+        // whose such value is one the change left unchanged, the value is fetched here.
+        for (i, r) in info.readers.iter().enumerate() {
+            if r.varlena && !nulls[i] {
+                let ptr = values[i].cast_mut_ptr::<pg_sys::varlena>();
+                if pgrx::varlena::varatt_is_1b_e(ptr) {
+                    values[i] = pg_sys::Datum::from(pg_sys::pg_detoast_datum_packed(ptr));
+                }
+            }
+        }
         read_cells(info, &values, &nulls, |i, _| i)
     }
 }
