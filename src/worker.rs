@@ -8,7 +8,10 @@
 //! latch briefly; after a failed step it backs off (1 s doubling to 30 s). SIGTERM (`turso_stop`,
 //! `pg_terminate_backend`, shutdown) stops it through PostgreSQL's own `die`, at once even while a
 //! request is in flight; PostgreSQL then starts it again after 5 s unless the replication was
-//! stopped or dropped, or the extension is gone, in which case it exits for good.
+//! stopped or dropped, or the extension is gone, in which case it exits for good (after
+//! `DROP EXTENSION` dropping its slot first, which nothing else would use again). A worker that
+//! PostgreSQL restarts after `DROP DATABASE … WITH (FORCE)` terminated it finds its database gone
+//! and exits for good too, instead of failing to connect every 5 seconds.
 //!
 //! Dynamic workers do not survive a restart of PostgreSQL. With `pgturso` in
 //! `shared_preload_libraries`, a launcher runs once the server accepts connections: it starts a
@@ -182,6 +185,12 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
     let extra = BackgroundWorker::get_extra();
     let mut parts = extra.split(' ').map(|p| p.parse::<i64>().unwrap_or(0));
     let (dboid, xid) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if !database_exists(dboid as u32) {
+        pgrx::log!(
+            "pgturso: database {dboid} of publication replication {id} no longer exists: its worker stops"
+        );
+        return;
+    }
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid as u32)), None);
     // Named in pg_stat_activity, so that turso_stop and the status view find this very worker.
     BackgroundWorker::transaction(|| {
@@ -213,8 +222,11 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
         pg_sys::check_for_interrupts!();
     }
     let mut backoff = Duration::from_secs(1);
+    let mut slot = None;
     loop {
-        let replicated = BackgroundWorker::transaction(|| step(id));
+        let known = slot.clone();
+        let (replicated, seen) = BackgroundWorker::transaction(move || step(id, known));
+        slot = seen;
         let wait = match replicated {
             // Stopped, dropped, or the extension is gone: exit for good (code 0).
             None => return,
@@ -240,8 +252,8 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
 }
 
 /// One step: `Some(transactions replicated)`, `Some(-1)` after an error (recorded in the row),
-/// `None` when the worker has nothing left to do.
-fn step(id: i32) -> Option<i64> {
+/// `None` when the worker has nothing left to do; with the replication's slot name, read once.
+fn step(id: i32, mut slot: Option<String>) -> (Option<i64>, Option<String>) {
     let installed = Spi::get_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgturso')",
     )
@@ -249,13 +261,51 @@ fn step(id: i32) -> Option<i64> {
     .flatten()
     .unwrap_or(false);
     if !installed {
-        return None;
+        // DROP EXTENSION took the replication's state: its slot would only hold WAL back.
+        if let Some(name) = &slot {
+            let _ = Spi::run_with_args(
+                "SELECT pg_catalog.pg_drop_replication_slot(s.slot_name)
+                   FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = $1 AND NOT s.active",
+                &[name.as_str().into()],
+            );
+        }
+        return (None, slot);
+    }
+    if slot.is_none() {
+        slot = Spi::get_one_with_args::<String>(
+            "SELECT slot FROM pgturso.publications WHERE id = $1",
+            &[id.into()],
+        )
+        .ok()
+        .flatten();
     }
     let n = Spi::get_one_with_args::<i64>(
         "SELECT pgturso._publication_step($1, $2)",
         &[id.into(), STEP_TXNS.into()],
     )
     .ok()
-    .flatten()?;
-    (n >= -1).then_some(n)
+    .flatten();
+    (n.filter(|&n| n >= -1), slot)
+}
+
+/// Whether database `dboid` still has its directory, under `base/` or a tablespace's
+/// (`pg_tblspc/<oid>/<version>/`); a backend's working directory is the data directory. Read
+/// before connecting, since a connection to a database that is gone is a FATAL error.
+fn database_exists(dboid: u32) -> bool {
+    let name = dboid.to_string();
+    if std::path::Path::new("base").join(&name).is_dir() {
+        return true;
+    }
+    let dirs = |p: &std::path::Path| {
+        std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect::<Vec<_>>()
+    };
+    dirs(std::path::Path::new("pg_tblspc"))
+        .iter()
+        .flat_map(|spc| dirs(spc))
+        .any(|version| version.join(&name).is_dir())
 }

@@ -504,3 +504,127 @@ fn a_row_filter_is_copied_and_followed() {
     wait_for("rows moving into and out of the filter", || same(&mut c));
     one(&mut c, "SELECT turso_stop('shop', drop => true)");
 }
+
+/// A group of many transactions that change the same rows over and over (hot rows, TOASTed values
+/// left unchanged, deletes and inserts again, a key moved, keyless rows): the rows collapse into
+/// one statement row each and Turso still ends exactly as PostgreSQL.
+#[test]
+fn hot_rows_in_a_group_collapse_and_stay_exact() {
+    let sqld = Sqld::start("worker_hot", true);
+    let mut c = setup("worker_hot", &sqld);
+    c.batch_execute(
+        "CREATE TABLE hot(id int PRIMARY KEY, n int NOT NULL, body text);
+         ALTER TABLE hot ALTER COLUMN body SET STORAGE EXTERNAL;
+         INSERT INTO hot SELECT g, 0, repeat(md5(g::text), 400) FROM generate_series(1, 5) g;
+         ALTER PUBLICATION app ADD TABLE hot;",
+    )
+    .unwrap();
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    let hot = |c: &mut postgres::Client| {
+        pg_rows(c, "SELECT id::text, n::text, body FROM hot ORDER BY hot.id")
+    };
+    // The initial copy reads the TOASTed values from the TOAST table (they once arrived NULL).
+    assert_eq!(
+        sqld.query_text("SELECT id, n, body FROM hot ORDER BY id"),
+        hot(&mut c),
+        "the initial copy"
+    );
+    // Stopped, so that the next start decodes everything below as one group.
+    one(&mut c, "SELECT turso_stop('app')").unwrap();
+    for i in 0..200 {
+        c.batch_execute(&format!(
+            "UPDATE hot SET n = n + 1 WHERE id = {};
+             UPDATE accounts SET balance = balance + 1 WHERE id = 1;
+             INSERT INTO events VALUES ('hot {i}');",
+            i % 5 + 1
+        ))
+        .unwrap();
+    }
+    for sql in [
+        "DELETE FROM hot WHERE id = 2; INSERT INTO hot VALUES (2, -1, repeat('new', 3000))",
+        "INSERT INTO hot VALUES (6, 6, 'short'); DELETE FROM hot WHERE id = 6",
+        "UPDATE hot SET body = repeat('changed', 2000) WHERE id = 3",
+        "UPDATE hot SET n = n + 100 WHERE id = 3",
+        "UPDATE hot SET id = 10 WHERE id = 4",
+        "UPDATE hot SET n = 1000 WHERE id = 10",
+        "DELETE FROM hot WHERE id = 5",
+        "INSERT INTO hot VALUES (7, 7, repeat('x', 9000)); UPDATE hot SET n = 8 WHERE id = 7",
+        "DELETE FROM events WHERE v IN ('hot 3', 'hot 4'); INSERT INTO events VALUES ('hot 3')",
+    ] {
+        c.batch_execute(sql).unwrap();
+    }
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    wait_for("the group to replicate", || {
+        let turso = sqld.query_text("SELECT id, n, length(body), body FROM hot ORDER BY id");
+        let pg = pg_rows(
+            &mut c,
+            "SELECT id::text, n::text, length(body)::text, body FROM hot ORDER BY hot.id",
+        );
+        if turso != pg {
+            let short = |rows: &[Vec<Option<String>>]| -> Vec<String> {
+                rows.iter().map(|r| format!("{:?}", &r[..3])).collect()
+            };
+            eprintln!(
+                "hot: Turso {:?}, PostgreSQL {:?}",
+                short(&turso),
+                short(&pg)
+            );
+        }
+        mirrored(&mut c, &sqld) && turso == pg
+    });
+    assert_eq!(hot(&mut c).len(), 5);
+}
+
+/// `DROP EXTENSION` ends the worker and drops its slot (nothing would use it again, and it would
+/// hold WAL back); `DROP DATABASE … WITH (FORCE)` terminates the worker, and the one PostgreSQL
+/// starts again 5 s later finds its database gone and exits for good instead of failing to
+/// connect every 5 seconds.
+#[test]
+fn drop_extension_and_drop_database_end_the_worker_for_good() {
+    let sqld = Sqld::start("worker_drops", true);
+    let mut c = setup("worker_drop_ext", &sqld);
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    let slot = one(&mut c, "SELECT slot FROM pgturso.publications").unwrap();
+    wait_for("the worker to name itself", || worker_pid(&mut c).is_some());
+    c.batch_execute("DROP EXTENSION pgturso").unwrap();
+    wait_for("the worker to stop and drop its slot", || {
+        worker_pid(&mut c).is_none()
+            && one(
+                &mut c,
+                &format!(
+                    "SELECT count(*)::text FROM pg_replication_slots WHERE slot_name = '{slot}'"
+                ),
+            )
+            .as_deref()
+                == Some("0")
+    });
+
+    let sqld = Sqld::start("worker_drops_db", true);
+    let mut c = setup("worker_drop_db", &sqld);
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    let dboid = one(
+        &mut c,
+        "SELECT oid::text FROM pg_database WHERE datname = current_database()",
+    )
+    .unwrap();
+    drop(c);
+    let mut admin = pg().connect("postgres");
+    // The slot is active only while a step decodes (other tests write WAL too): then PostgreSQL
+    // refuses the drop, and it is tried again.
+    wait_for("DROP DATABASE … WITH (FORCE)", || {
+        match admin.batch_execute("DROP DATABASE worker_drop_db WITH (FORCE)") {
+            Ok(()) => true,
+            Err(e) if db_error(&e).1.contains("active logical replication slot") => false,
+            Err(e) => panic!("DROP DATABASE: {e}"),
+        }
+    });
+    let gone = format!("pgturso: database {dboid} of publication replication");
+    wait_for("the restarted worker to find its database gone", || {
+        pg().server_log().contains(&gone)
+    });
+    let log = pg().server_log();
+    assert!(
+        !log.contains(&format!("database {dboid} does not exist")),
+        "a worker tried to connect to the dropped database"
+    );
+}

@@ -8,8 +8,8 @@
 //! in `progress`, the Turso tables' bookkeeping in `schema`, reading Turso's answers in `response`,
 //! group commit in `group`, streamed transactions in `streaming`.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -68,28 +68,13 @@ struct Group {
     rows: Vec<Vec<Value>>,
     /// The server reads rows from one JSON argument (see [`sql::rows_json`]).
     json: bool,
-    /// Hashes of the keys of an upsert group's rows: a key that comes again (an INSERT and then
-    /// an UPDATE of the same row) starts a new statement, so the rows of one statement never
-    /// depend on the order the server applies them in (see [`sql::upsert_rows_json`]).
-    keys: HashSet<u64>,
 }
 
 impl Group {
-    fn accepts(
-        &self,
-        table: &Table,
-        delete: bool,
-        cols: &[usize],
-        max_rows: usize,
-        key: Option<u64>,
-    ) -> bool {
+    fn accepts(&self, table: &Table, delete: bool, cols: &[usize], max_rows: usize) -> bool {
         // The shape (set by `ensure_table` before any row) names all the statement is made of.
         let same_table = self.table.shape.get().is_some() && self.table.shape == table.shape;
-        self.delete == delete
-            && self.rows.len() < max_rows
-            && self.cols == cols
-            && same_table
-            && key.is_none_or(|k| !self.keys.contains(&k))
+        self.delete == delete && self.rows.len() < max_rows && self.cols == cols && same_table
     }
 
     fn into_stmt(self) -> Stmt {
@@ -136,9 +121,11 @@ struct Txn {
     rewritten: usize,
     pending: Vec<Stmt>,
     pending_bytes: usize,
-    /// Records (rows and statements) in `pending` and `group`.
+    /// Records (rows and statements) in `pending`, `group` and `window`.
     pending_records: usize,
     group: Option<Group>,
+    /// Row changes by key not yet in `group` (see [`collapse`]).
+    window: collapse::Window,
     stream: Option<Stream>,
     /// At most one request in flight; it must be answered before the next one (its baton).
     pending_request: Option<Pending>,
@@ -321,6 +308,7 @@ impl<T: Transport> Replicator<T> {
             pending_bytes: 0,
             pending_records: 0,
             group: None,
+            window: collapse::Window::default(),
             stream: None,
             pending_request: None,
             last_sent: Instant::now(),
@@ -479,15 +467,15 @@ impl<T: Transport> Replicator<T> {
     fn push(&mut self, stmt: Stmt) -> Result<(), PgTursoError> {
         let size = stmt.estimated_size();
         self.make_room(size)?;
+        self.close_group();
         let txn = self.txn.as_mut().expect("inside a transaction");
-        close_group(txn);
         txn.pending_bytes += size;
         txn.pending_records += 1;
         txn.pending.push(stmt);
         Ok(())
     }
 
-    /// Adds one row to the current multi-row statement, or starts a new one.
+    /// Adds one row change by key; successive changes of one row collapse (see [`collapse`]).
     fn push_row(
         &mut self,
         table: &Table,
@@ -497,36 +485,71 @@ impl<T: Transport> Replicator<T> {
     ) -> Result<(), PgTursoError> {
         let size = 8 + values.iter().map(Value::estimated_size).sum::<usize>();
         self.make_room(size)?;
-        let max_rows = if self.json_rows {
-            self.limits.max_records
+        let op = if delete {
+            collapse::RowOp::Delete { key: values }
         } else {
-            self.limits
-                .max_records
-                .min(sql::MAX_PARAMS / cols.len().max(1))
+            collapse::RowOp::Upsert { cols, values }
         };
-        let json = self.json_rows;
-        let key = (!delete && !table.key.is_empty()).then(|| key_hash(table, &cols, &values));
         let txn = self.txn.as_mut().expect("inside a transaction");
         txn.pending_bytes += size;
-        txn.pending_records += 1;
-        match &mut txn.group {
-            Some(g) if g.accepts(table, delete, &cols, max_rows, key) => {
-                g.keys.extend(key);
-                g.rows.push(values);
+        let new_row = match txn.window.add(table, op) {
+            Ok(new_row) => new_row,
+            Err(op) => {
+                self.close_group();
+                let txn = self.txn.as_mut().expect("inside a transaction");
+                txn.window
+                    .add(table, op)
+                    .expect("an empty window takes any row")
             }
-            _ => {
-                close_group(txn);
-                txn.group = Some(Group {
-                    table: table.clone(),
-                    delete,
-                    cols,
-                    rows: vec![values],
-                    json,
-                    keys: key.into_iter().collect(),
-                });
-            }
+        };
+        if new_row {
+            self.txn
+                .as_mut()
+                .expect("inside a transaction")
+                .pending_records += 1;
         }
         Ok(())
+    }
+
+    /// Turns the rows of the window into multi-row statements, and those into pending
+    /// statements: what comes next is applied after them.
+    fn close_group(&mut self) {
+        let json = self.json_rows;
+        let max_records = self.limits.max_records;
+        let txn = self.txn.as_mut().expect("inside a transaction");
+        for (table, op) in txn.window.drain() {
+            let (delete, cols, values) = match op {
+                collapse::RowOp::Upsert { cols, values } => (false, cols, values),
+                collapse::RowOp::Delete { key } => (true, table.key.clone(), key),
+            };
+            let max_rows = if json {
+                max_records
+            } else {
+                max_records.min(sql::MAX_PARAMS / cols.len().max(1))
+            };
+            // The window holds each key once, so the rows of one statement never depend on the
+            // order the server applies them in (see [`sql::upsert_rows_json`]).
+            match &mut txn.group {
+                Some(g) if g.accepts(&table, delete, &cols, max_rows) => {
+                    g.rows.push(values);
+                }
+                _ => {
+                    if let Some(g) = txn.group.take() {
+                        txn.pending.push(g.into_stmt());
+                    }
+                    txn.group = Some(Group {
+                        table,
+                        delete,
+                        cols,
+                        rows: vec![values],
+                        json,
+                    });
+                }
+            }
+        }
+        if let Some(g) = txn.group.take() {
+            txn.pending.push(g.into_stmt());
+        }
     }
 
     /// Waits for the request in flight, if any, and continues the stream it answered. Returns
@@ -594,6 +617,7 @@ impl<T: Transport> Replicator<T> {
         txn.skip = Some(true);
         txn.pending.clear();
         txn.group = None;
+        txn.window = collapse::Window::default();
         txn.pending_bytes = 0;
         txn.pending_records = 0;
         txn.stream = None;
@@ -621,9 +645,9 @@ impl<T: Transport> Replicator<T> {
     /// itself refuses a transaction it has already, whenever and however often a request of it
     /// arrives.
     fn flush(&mut self, commit: bool) -> Result<(), PgTursoError> {
+        self.close_group();
         let txn = self.txn.as_mut().expect("inside a transaction");
         let lsn = txn.lsn;
-        close_group(txn);
         let mut stmts = std::mem::take(&mut txn.pending);
         txn.pending_bytes = 0;
         txn.pending_records = 0;
@@ -797,31 +821,7 @@ fn wrap_error(tracked: bool, lsn: u64, source: ClientError) -> PgTursoError {
     }
 }
 
-/// A hash of the key values of an upsert row (`values` of the columns `cols`). Equal keys hash
-/// equal (-0.0 as 0.0, which SQLite also compares equal); a rare collision of different keys
-/// only splits a statement. A key column missing from `cols` hashes as a constant.
-fn key_hash(table: &Table, cols: &[usize], values: &[Value]) -> u64 {
-    let mut h = DefaultHasher::new();
-    for k in &table.key {
-        match cols.iter().position(|c| c == k).map(|p| &values[p]) {
-            None => 0u8.hash(&mut h),
-            Some(Value::Null) => 1u8.hash(&mut h),
-            Some(Value::Integer(n)) => (2u8, n).hash(&mut h),
-            Some(Value::Float(f)) => (3u8, (f + 0.0).to_bits()).hash(&mut h),
-            Some(Value::Text(t)) => (4u8, t).hash(&mut h),
-            Some(Value::Blob(b)) => (5u8, b).hash(&mut h),
-        }
-    }
-    h.finish()
-}
-
-/// Turns the open multi-row group, if any, into a pending statement.
-fn close_group(txn: &mut Txn) {
-    if let Some(g) = txn.group.take() {
-        txn.pending.push(g.into_stmt());
-    }
-}
-
+mod collapse;
 mod group;
 mod progress;
 mod response;
