@@ -362,12 +362,10 @@ $$;
 CREATE FUNCTION pgturso._create_slot(slot text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF current_setting('server_version_num')::int >= 170000 THEN
-        EXECUTE 'SELECT pg_catalog.pg_create_logical_replication_slot($1, ''pgturso'', failover => true)'
-            USING slot;
-    ELSE
-        PERFORM pg_create_logical_replication_slot(slot, 'pgturso');
-    END IF;
+    -- Through Rust, which puts the resource owner back afterwards (see src/decoding/slot.rs):
+    -- called here directly, the slot's creation could fail depending on concurrent DDL.
+    -- Failover slots on PostgreSQL 17 and later.
+    PERFORM pgturso._create_logical_slot(slot, true);
 END
 $$;
 
@@ -568,6 +566,10 @@ CREATE TABLE pgturso.publications (
     pid         int,
     started_at  timestamptz,
     txns        bigint NOT NULL DEFAULT 0,   -- source transactions replicated
+    rows        bigint NOT NULL DEFAULT 0,   -- their row changes (rows of table rewrites included)
+    -- When the worker first saw WAL it had not replicated yet (NULL: caught up): no change still
+    -- pending was committed before it, so now() minus it bounds the lag from above.
+    pending_since timestamptz,
     last_applied_at timestamptz,
     last_error  text,
     last_error_at timestamptz
@@ -783,6 +785,7 @@ DECLARE
     snap text;
     waited boolean := false;
     tables text[];
+    nrows bigint;
 BEGIN
     SELECT * INTO r FROM pgturso.publications x WHERE x.id = p_id;
     IF NOT FOUND OR NOT r.enabled THEN
@@ -797,6 +800,10 @@ BEGIN
        AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s
                         WHERE s.slot_name = r.slot AND s.confirmed_flush_lsn < pg_current_wal_flush_lsn()) THEN
         RETURN 0;
+    END IF;
+    -- Behind from now at the latest (kept when the step fails: the lag then grows).
+    IF r.pending_since IS NULL THEN
+        UPDATE pgturso.publications x SET pending_since = now() WHERE x.id = p_id;
     END IF;
     BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = r.pubname) THEN
@@ -829,14 +836,20 @@ BEGIN
         -- committed when the call ends; only then is the slot advanced, past what it decoded
         -- (everything up to the WAL flushed before it, unless it stopped at max_txns).
         flushed := pg_current_wal_flush_lsn();
-        SELECT count(*), max(x.lsn) INTO n, last
+        -- Each line: 'COMMIT <lsn>: <n> change(s)[, <m> rows rewritten]'.
+        SELECT count(*), max(x.lsn), coalesce(sum(substring(x.data FROM ': ([0-9]+) change')::bigint), 0)
+          INTO n, last, nrows
           FROM pg_logical_slot_peek_changes(r.slot, NULL, max_txns,
                   'url', c.url, 'auth', c.token, 'publication_names', quote_ident(r.pubname),
                   'group_commit', 'on', 'skip_snapshots', coalesce(r.copy_snapshots, '{}')) x;
         PERFORM pg_replication_slot_advance(r.slot,
             CASE WHEN n < max_txns THEN greatest(flushed, coalesce(last, flushed)) ELSE last END);
         UPDATE pgturso.publications x
-           SET state = 'streaming', txns = x.txns + n,
+           SET state = 'streaming', txns = x.txns + n, rows = x.rows + nrows,
+               -- Caught up with the WAL flushed at the start: what came since was committed
+               -- after the step began. Stopped at max_txns: still behind since then.
+               pending_since = CASE WHEN n >= max_txns THEN x.pending_since
+                                    WHEN pg_current_wal_flush_lsn() > flushed THEN now() END,
                last_applied_at = CASE WHEN n > 0 THEN now() ELSE x.last_applied_at END,
                -- A call that stopped short of max_txns reached the end of the WAL, past every copy.
                copy_snapshots = CASE WHEN n < max_txns THEN NULL ELSE r.copy_snapshots END,
@@ -844,6 +857,7 @@ BEGIN
                url_fn = c.url_fn, token_fn = c.token_fn
          WHERE x.id = p_id
            AND (x.state <> 'streaming' OR n > 0 OR r.copy_snapshots IS NOT NULL
+                OR x.pending_since IS NOT NULL
                 OR x.copied IS DISTINCT FROM tables
                 OR x.url_fn <> c.url_fn OR x.token_fn <> c.token_fn);
         RETURN n;
@@ -909,7 +923,8 @@ $$;
 
 -- Every replication (tables and views by the SQL API, publications by their workers): its slot,
 -- schedule, position, lag, retained WAL and last run (for a publication: last applied
--- transaction, state, and transactions replicated in last_rows).
+-- transaction, state, transactions replicated in last_rows, and in the last columns the lag in
+-- seconds, transactions and rows replicated and when the last error happened).
 CREATE VIEW @extschema@.turso_replication_status AS
 SELECT coalesce(pgturso._qualified(r.relid::regclass), r.name) AS name,
        r.kind,
@@ -922,7 +937,11 @@ SELECT coalesce(pgturso._qualified(r.relid::regclass), r.name) AS name,
        r.last_run,
        r.last_status,
        r.last_error,
-       r.last_rows
+       r.last_rows,
+       NULL::double precision AS lag_seconds,
+       NULL::bigint AS transactions,
+       NULL::bigint AS rows,
+       NULL::timestamptz AS last_error_at
 FROM pgturso.replications r
 LEFT JOIN pg_replication_slots s ON s.slot_name = r.slot
 UNION ALL
@@ -937,7 +956,16 @@ SELECT p.pubname::text,
        p.last_applied_at,
        p.state,
        p.last_error,
-       p.txns
+       p.txns,
+       -- Behind with no pending_since: WAL since the worker last looked (at most 50 ms ago while
+       -- it runs; unknown when it does not).
+       CASE WHEN s.confirmed_flush_lsn >= pg_current_wal_flush_lsn() THEN 0
+            WHEN p.pending_since IS NOT NULL
+            THEN extract(epoch FROM clock_timestamp() - p.pending_since)::double precision
+            WHEN EXISTS (SELECT 1 FROM pgturso._workers(p.id)) THEN 0 END,
+       p.txns,
+       p.rows,
+       p.last_error_at
 FROM pgturso.publications p
 LEFT JOIN pg_replication_slots s ON s.slot_name = p.slot;
 

@@ -25,6 +25,12 @@ mod pgturso {
 
     const BATCH: i64 = 2000;
 
+    /// Internal: `pgturso._create_slot`, which names the arguments for this PostgreSQL.
+    #[pg_extern]
+    fn _create_logical_slot(slot: &str, failover: bool) {
+        crate::decoding::slot::create_logical_slot(slot, failover);
+    }
+
     fn check_interrupts() {
         pgrx::pg_sys::check_for_interrupts!();
     }

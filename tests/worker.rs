@@ -204,6 +204,21 @@ fn an_unreachable_turso_is_an_error_in_the_status_until_it_is_back() {
     assert!(error.contains("127.0.0.1:1"), "{error}");
     assert!(!error.contains(sqld.token()));
     assert!(!mirrored(&mut c, &sqld));
+    // The lag in seconds grows while the change waits; when the error happened is shown.
+    let lag = |c: &mut postgres::Client| -> Option<f64> {
+        one(
+            c,
+            "SELECT lag_seconds::text FROM turso_replication_status WHERE kind = 'publication'",
+        )
+        .map(|s| s.parse().unwrap())
+    };
+    wait_for("the lag to pass a second", || {
+        lag(&mut c).is_some_and(|l| l > 1.0)
+    });
+    assert_eq!(
+        one(&mut c, "SELECT (last_error_at IS NOT NULL)::text FROM turso_replication_status WHERE kind = 'publication'").as_deref(),
+        Some("true")
+    );
     c.batch_execute(&format!(
         "CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$",
         sqld.url()
@@ -213,6 +228,15 @@ fn an_unreachable_turso_is_an_error_in_the_status_until_it_is_back() {
     wait_for("the status view", || {
         status(&mut c)[1].as_deref() == Some("streaming")
     });
+    // Caught up: no lag; the transaction and its row counted (the initial copy is not).
+    wait_for("no lag", || lag(&mut c).is_some_and(|l| l < 1.0));
+    assert_eq!(
+        pg_rows(
+            &mut c,
+            "SELECT transactions::text, rows::text FROM turso_replication_status WHERE kind = 'publication'"
+        ),
+        vec![vec![Some("1".into()), Some("1".into())]]
+    );
     one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
 }
 

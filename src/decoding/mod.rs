@@ -6,6 +6,7 @@ pub mod convert;
 pub(crate) mod filter;
 pub(crate) mod plugin;
 pub(crate) mod publication;
+pub(crate) mod slot;
 pub(crate) mod tuple;
 pub(crate) mod wal;
 
