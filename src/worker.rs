@@ -145,7 +145,10 @@ fn launch(id: i32, xid: i64, builder: BackgroundWorkerBuilder) -> i32 {
         .set_library("pgturso")
         .set_function("pgturso_worker_main")
         .set_argument(id.into_datum())
-        .set_extra(&format!("{dboid} {xid}"))
+        .set_extra(&format!(
+            "{dboid} {xid} {}",
+            slot_of(id).unwrap_or_default()
+        ))
         .enable_spi_access()
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
         // SAFETY: reads this backend's process id; the postmaster tells it when the worker runs.
@@ -183,8 +186,20 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
     // which every wait of pgturso's HTTP client makes.
     unsafe { pqsignal(pg_sys::SIGTERM as i32, Some(postgres::die)) };
     let extra = BackgroundWorker::get_extra();
-    let mut parts = extra.split(' ').map(|p| p.parse::<i64>().unwrap_or(0));
-    let (dboid, xid) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    let mut parts = extra.split(' ');
+    let mut number = || {
+        parts
+            .next()
+            .and_then(|p| p.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let (dboid, xid) = (number(), number());
+    // Known from the start: DROP EXTENSION may come before the first step.
+    let mut slot = extra
+        .split(' ')
+        .nth(2)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     if !database_exists(dboid as u32) {
         pgrx::log!(
             "pgturso: database {dboid} of publication replication {id} no longer exists: its worker stops"
@@ -222,7 +237,6 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
         pg_sys::check_for_interrupts!();
     }
     let mut backoff = Duration::from_secs(1);
-    let mut slot = None;
     loop {
         let known = slot.clone();
         let (replicated, seen) = BackgroundWorker::transaction(move || step(id, known));
@@ -272,12 +286,7 @@ fn step(id: i32, mut slot: Option<String>) -> (Option<i64>, Option<String>) {
         return (None, slot);
     }
     if slot.is_none() {
-        slot = Spi::get_one_with_args::<String>(
-            "SELECT slot FROM pgturso.publications WHERE id = $1",
-            &[id.into()],
-        )
-        .ok()
-        .flatten();
+        slot = slot_of(id);
     }
     let n = Spi::get_one_with_args::<i64>(
         "SELECT pgturso._publication_step($1, $2)",
@@ -308,4 +317,14 @@ fn database_exists(dboid: u32) -> bool {
         .iter()
         .flat_map(|spc| dirs(spc))
         .any(|version| version.join(&name).is_dir())
+}
+
+/// The slot of publication replication `id`, as its row names it (a name has no spaces).
+fn slot_of(id: i32) -> Option<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT slot FROM pgturso.publications WHERE id = $1",
+        &[id.into()],
+    )
+    .ok()
+    .flatten()
 }
