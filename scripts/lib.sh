@@ -53,8 +53,10 @@ CONF
   if [ -f "$(pg_config --pkglibdir)/pg_cron.so" ]; then
     printf "shared_preload_libraries = 'pg_cron'\ncron.database_name = 'postgres'\ncron.use_background_workers = on\n" >> "$PGDATA_DIR/postgresql.auto.conf"
   fi
-  # PostgreSQL 15.19 and later load only the output plugins this setting lists.
-  if postgres --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+  # PostgreSQL 15.19 and later load only the output plugins this setting lists. (grep reads all of
+  # the output: with -q it would stop at the match, and postgres, still writing, would die of
+  # SIGPIPE, which pipefail turns into "no such setting" now and then.)
+  if postgres --describe-config 2>/dev/null | grep '^output_plugin_libraries' >/dev/null; then
     echo "output_plugin_libraries = 'pgoutput, test_decoding, pgturso'" >> "$PGDATA_DIR/postgresql.auto.conf"
   fi
   env -u RUST_BACKTRACE bash -c "$(declare -f as_pg); as_pg pg_ctl -D '$PGDATA_DIR' -l '$dir/server.log' -w -t 60 start" >/dev/null
