@@ -562,7 +562,7 @@ CREATE TABLE pgturso.publications (
     copied      text[] NOT NULL DEFAULT '{}', -- memberships (see _publication_tables) as of the last step, all copied
     enabled     boolean NOT NULL DEFAULT true,
     state       text NOT NULL DEFAULT 'starting'
-                CHECK (state IN ('starting', 'streaming', 'error', 'stopped')),
+                CHECK (state IN ('starting', 'streaming', 'waiting for Turso', 'error', 'stopped')),
     pid         int,
     started_at  timestamptz,
     txns        bigint NOT NULL DEFAULT 0,   -- source transactions replicated
@@ -771,8 +771,9 @@ END
 $$;
 
 -- One step of a publication's worker: replicates what is pending (at most max_txns transactions)
--- and records the outcome. Returns the transactions replicated, -1 after an error (recorded in
--- the row), -2 when the replication is stopped or gone (the worker then exits).
+-- and records the outcome. Returns the transactions replicated, -1 after an error and -3 while
+-- Turso is unreachable or busy (both recorded in the row), -2 when the replication is stopped or
+-- gone (the worker then exits).
 CREATE FUNCTION pgturso._publication_step(p_id int, max_txns int) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -784,6 +785,7 @@ DECLARE
     flushed pg_lsn;
     snap text;
     waited boolean := false;
+    waiting boolean;
     tables text[];
     nrows bigint;
 BEGIN
@@ -862,10 +864,15 @@ BEGIN
                 OR x.url_fn <> c.url_fn OR x.token_fn <> c.token_fn);
         RETURN n;
     EXCEPTION WHEN OTHERS THEN
-        UPDATE pgturso.publications x SET state = 'error', last_error = SQLERRM, last_error_at = now()
+        -- Turso unreachable, failing (HTTP 5xx, a broken stream) or busy: nothing for the
+        -- operator to mend here, the worker retries soon (-3). Anything else is an error (-1).
+        waiting := SQLSTATE LIKE '08%' OR SQLSTATE = '55P03';
+        UPDATE pgturso.publications x
+           SET state = CASE WHEN waiting THEN 'waiting for Turso' ELSE 'error' END,
+               last_error = SQLERRM, last_error_at = now()
          WHERE x.id = p_id;
         RAISE WARNING 'pgturso: replicating publication "%" failed, retrying: %', r.pubname, SQLERRM;
-        RETURN -1;
+        RETURN CASE WHEN waiting THEN -3 ELSE -1 END;
     END;
 END
 $$;
@@ -941,7 +948,10 @@ SELECT coalesce(pgturso._qualified(r.relid::regclass), r.name) AS name,
        NULL::double precision AS lag_seconds,
        NULL::bigint AS transactions,
        NULL::bigint AS rows,
-       NULL::timestamptz AS last_error_at
+       NULL::timestamptz AS last_error_at,
+       NULL::text AS copying,
+       NULL::bigint AS copy_rows,
+       NULL::bigint AS copy_rows_estimate
 FROM pgturso.replications r
 LEFT JOIN pg_replication_slots s ON s.slot_name = r.slot
 UNION ALL
@@ -954,7 +964,7 @@ SELECT p.pubname::text,
        pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
        pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint,
        p.last_applied_at,
-       p.state,
+       CASE WHEN cp.relid IS NOT NULL THEN 'copying' ELSE p.state END,
        p.last_error,
        p.txns,
        -- Behind with no pending_since: WAL since the worker last looked (at most 50 ms ago while
@@ -965,9 +975,19 @@ SELECT p.pubname::text,
             WHEN EXISTS (SELECT 1 FROM pgturso._workers(p.id)) THEN 0 END,
        p.txns,
        p.rows,
-       p.last_error_at
+       p.last_error_at,
+       -- A table its worker copies now (one joining the publication): the rows sent so far and
+       -- PostgreSQL's estimate (see src/decoding/progress.rs; the figures are visible to roles
+       -- that may see the worker's statistics, like pg_stat_progress_copy's).
+       pgturso._qualified(cp.relid::regclass),
+       cp.param3,
+       nullif(cp.param11, -1)
 FROM pgturso.publications p
-LEFT JOIN pg_replication_slots s ON s.slot_name = p.slot;
+LEFT JOIN pg_replication_slots s ON s.slot_name = p.slot
+LEFT JOIN LATERAL (SELECT g.relid, g.param3, g.param11
+                     FROM pg_stat_get_progress_info('COPY') g
+                    WHERE g.pid IN (SELECT pgturso._workers(p.id)) AND g.param5 = 2
+                    LIMIT 1) cp ON true;
 
 -- Nothing here is callable by PUBLIC but what checks its caller itself: the user-facing functions
 -- are granted by an administrator (see the README's Least privilege), the scheduled jobs call

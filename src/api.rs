@@ -17,6 +17,7 @@ mod pgturso {
     use pgrx::prelude::*;
 
     use crate::apply::replicator::Replicator;
+    use crate::decoding::progress::CopyProgress;
     use crate::decoding::tuple;
     use crate::error::{redact, PgTursoError};
     use crate::model::{Cell, RowChange};
@@ -83,6 +84,9 @@ mod pgturso {
         let system_id = unsafe { pg_sys::GetSystemIdentifier() }.to_string();
         let mut r = Replicator::new(transport, system_id, String::new(), Limits::default())
             .with_source_name(crate::decoding::tuple::turso_name_of);
+        // Shown in pg_stat_progress_copy (and turso_replication_status) from before the first
+        // request to Turso.
+        let progress = CopyProgress::start(rel);
         let run = |r: &mut Replicator<HttpTransport>| -> Result<(i64, String), PgTursoError> {
             let table = &info.table;
             let mut sent = 0i64;
@@ -106,6 +110,7 @@ mod pgturso {
                         r.change(table, change)?;
                         sent += 1;
                     }
+                    progress.rows(sent);
                     Ok::<(), PgTursoError>(())
                 })
             };

@@ -116,6 +116,9 @@ pub extern "C-unwind" fn pgturso_starter_main(arg: pg_sys::Datum) {
 
 /// How long an idle worker waits before it looks for new WAL again.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// How often a new worker looks whether the transaction that launched it has ended (`turso_start`
+/// returns at once, and replication should too).
+const LAUNCH_WAIT: Duration = Duration::from_millis(5);
 /// Transactions per step at most, so that the row's figures move during a long catch-up.
 const STEP_TXNS: i32 = 10_000;
 
@@ -185,6 +188,8 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
     // SAFETY: PostgreSQL's own handler: SIGTERM becomes a FATAL at the next interrupt check,
     // which every wait of pgturso's HTTP client makes.
     unsafe { pqsignal(pg_sys::SIGTERM as i32, Some(postgres::die)) };
+    // "{dboid} {xid} {slot}": the slot is known from the start, as DROP EXTENSION may come
+    // before the first step.
     let extra = BackgroundWorker::get_extra();
     let mut parts = extra.split(' ');
     let mut number = || {
@@ -194,12 +199,7 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
             .unwrap_or(0)
     };
     let (dboid, xid) = (number(), number());
-    // Known from the start: DROP EXTENSION may come before the first step.
-    let mut slot = extra
-        .split(' ')
-        .nth(2)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string);
+    let mut slot = parts.next().filter(|s| !s.is_empty()).map(str::to_string);
     if !database_exists(dboid as u32) {
         pgrx::log!(
             "pgturso: database {dboid} of publication replication {id} no longer exists: its worker stops"
@@ -231,7 +231,7 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
                 == Some("in progress".into())
         })
     {
-        if !BackgroundWorker::wait_latch(Some(IDLE_WAIT)) {
+        if !BackgroundWorker::wait_latch(Some(LAUNCH_WAIT)) {
             return;
         }
         pg_sys::check_for_interrupts!();
@@ -246,8 +246,11 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
             None => return,
             Some(n) if n < 0 => {
                 let wait = backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                wait
+                // Turso unreachable or busy (-3): retried at least every 5 s, so that
+                // replication resumes soon after an outage; other errors back off to 30 s.
+                let cap = Duration::from_secs(if n == -3 { 5 } else { 30 });
+                backoff = (backoff * 2).min(cap);
+                wait.min(cap)
             }
             Some(n) => {
                 backoff = Duration::from_secs(1);
@@ -265,7 +268,8 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
     }
 }
 
-/// One step: `Some(transactions replicated)`, `Some(-1)` after an error (recorded in the row),
+/// One step: `Some(transactions replicated)`, `Some(-1)` after an error or `Some(-3)` while Turso
+/// is unreachable or busy (recorded in the row),
 /// `None` when the worker has nothing left to do; with the replication's slot name, read once.
 fn step(id: i32, mut slot: Option<String>) -> (Option<i64>, Option<String>) {
     let installed = Spi::get_one::<bool>(
@@ -294,7 +298,7 @@ fn step(id: i32, mut slot: Option<String>) -> (Option<i64>, Option<String>) {
     )
     .ok()
     .flatten();
-    (n.filter(|&n| n >= -1), slot)
+    (n.filter(|&n| n >= -1 || n == -3), slot)
 }
 
 /// Whether database `dboid` still has its directory, under `base/` or a tablespace's

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::proxy::{Action, Proxy};
-use common::{db_error, get_changes, one, pg, pg_rows, wait_until, Sqld};
+use common::{db_error, get_changes, one, pg, pg_rows, wait_until, Load, Sqld};
 
 /// Continuous replication is quick: 90 s is only the bound of a failure.
 fn wait_for(what: &str, ok: impl FnMut() -> bool) {
@@ -46,6 +46,28 @@ fn difference(c: &mut postgres::Client, sqld: &Sqld) -> Option<String> {
         }
     }
     None
+}
+
+/// One transaction of an application on `setup`'s tables: money moves between two accounts, and
+/// the keyless `events` gets rows (each value twice), loses some and has some changed.
+fn app_transaction(i: u64) -> String {
+    let (from, to) = (i % 100 + 1, (i * 37 + 11) % 100 + 1);
+    let mut sql = format!(
+        "UPDATE accounts SET balance = balance - 1 WHERE id = {from};
+         UPDATE accounts SET balance = balance + 1 WHERE id = {to};
+         INSERT INTO events VALUES ('load {}');",
+        i / 2
+    );
+    if i.is_multiple_of(7) && i >= 20 {
+        sql += &format!("DELETE FROM events WHERE v = 'load {}';", i / 2 - 10);
+    }
+    if i.is_multiple_of(11) && i >= 20 {
+        sql += &format!(
+            "UPDATE events SET v = v || '+' WHERE v = 'load {}';",
+            i / 2 - 7
+        );
+    }
+    sql
 }
 
 fn status(c: &mut postgres::Client) -> Vec<Option<String>> {
@@ -187,18 +209,31 @@ fn a_publication_replicates_by_itself_survives_termination_and_stops() {
     assert!(hint.contains("CREATE PUBLICATION"), "{hint}");
 }
 
+/// The status view tells an error the operator must mend (a token Turso refuses: `error`) from an
+/// unreachable Turso (`waiting for Turso`), and recovers from both by itself.
 #[test]
-fn an_unreachable_turso_is_an_error_in_the_status_until_it_is_back() {
+fn an_unreachable_turso_is_waited_for_in_the_status_until_it_is_back() {
     let sqld = Sqld::start("worker_err", true);
     let mut c = setup("worker_err", &sqld);
     one(&mut c, "SELECT turso_start('app')").unwrap();
     c.batch_execute(
-        "CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT 'http://127.0.0.1:1/' $$;
+        "CREATE OR REPLACE FUNCTION turso_token() RETURNS text LANGUAGE sql AS $$ SELECT 'not-a-token' $$;
          INSERT INTO events VALUES ('during the outage')",
     )
     .unwrap();
     wait_for("the error in the status view", || {
         status(&mut c)[1].as_deref() == Some("error")
+    });
+    let error = status(&mut c)[2].clone().unwrap_or_default();
+    assert!(!error.contains("not-a-token"), "{error}");
+    c.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION turso_token() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$;
+         CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT 'http://127.0.0.1:1/' $$",
+        sqld.token()
+    ))
+    .unwrap();
+    wait_for("waiting for Turso in the status view", || {
+        status(&mut c)[1].as_deref() == Some("waiting for Turso")
     });
     let error = status(&mut c)[2].clone().unwrap_or_default();
     assert!(error.contains("127.0.0.1:1"), "{error}");
@@ -237,6 +272,112 @@ fn an_unreachable_turso_is_an_error_in_the_status_until_it_is_back() {
         ),
         vec![vec![Some("1".into()), Some("1".into())]]
     );
+    one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
+}
+
+/// Turso unreachable for a minute while an application keeps writing: the status view says so
+/// and the lag grows; when Turso is back the worker catches up by itself, and Turso equals
+/// PostgreSQL, with no duplicate in the keyless table.
+#[test]
+fn a_minute_long_outage_under_load_loses_nothing() {
+    let mut sqld = Sqld::start("worker_outage", true);
+    let mut c = setup("worker_outage", &sqld);
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    let load = Load::start("worker_outage", Duration::from_millis(20), app_transaction);
+    wait_for("the load in Turso", || {
+        sqld.query_text("SELECT count(*) FROM events WHERE v LIKE 'load%'")[0][0]
+            .as_deref()
+            .is_some_and(|n| n != "0")
+    });
+    sqld.kill();
+    let down = std::time::Instant::now();
+    wait_for("waiting for Turso in the status view", || {
+        status(&mut c)[1].as_deref() == Some("waiting for Turso")
+    });
+    while down.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let lag: f64 = one(
+        &mut c,
+        "SELECT lag_seconds::text FROM turso_replication_status WHERE kind = 'publication'",
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(lag > 30.0, "lag after a minute's outage: {lag} s");
+    sqld.restart();
+    // Replication resumes while the application still writes, then catches up.
+    std::thread::sleep(Duration::from_secs(5));
+    let committed = load.stop();
+    assert!(
+        committed > 500,
+        "the load committed {committed} transactions"
+    );
+    wait_for("the catch-up after the outage", || mirrored(&mut c, &sqld));
+    wait_for("streaming in the status view", || {
+        status(&mut c)[1].as_deref() == Some("streaming")
+    });
+    one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
+}
+
+/// The initial copy of a table that joins the publication shows in the status view (state
+/// `copying`, the table, rows sent of PostgreSQL's estimate) and in `pg_stat_progress_copy`, for
+/// as long as it lasts: here, while a proxy holds Turso's answers back.
+#[test]
+fn a_copy_in_progress_shows_in_the_status_view() {
+    let sqld = Sqld::start("worker_progress", false);
+    let mut c = setup("worker_progress", &sqld);
+    let hold = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let held = hold.clone();
+    let proxy = Proxy::start(sqld.port, move |_| {
+        while held.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Action::Forward
+    });
+    c.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$;
+         CREATE TABLE big(id int PRIMARY KEY, v text);
+         INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;
+         ANALYZE big;",
+        proxy.url()
+    ))
+    .unwrap();
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    c.batch_execute("ALTER PUBLICATION app ADD TABLE big")
+        .unwrap();
+    let progress =
+        "SELECT last_status, copying, (copy_rows < 20000)::text, copy_rows_estimate::text
+                      FROM turso_replication_status WHERE kind = 'publication'";
+    wait_for("the copy in the status view", || {
+        pg_rows(&mut c, progress)
+            == vec![vec![
+                Some("copying".into()),
+                Some("public.big".into()),
+                Some("true".into()),
+                Some("20000".into()),
+            ]]
+    });
+    assert_eq!(
+        pg_rows(
+            &mut c,
+            "SELECT command, type, relid::regclass::text FROM pg_stat_progress_copy"
+        ),
+        vec![vec![
+            Some("COPY TO".into()),
+            Some("CALLBACK".into()),
+            Some("big".into())
+        ]]
+    );
+    hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_for("the copy in Turso", || {
+        sqld.table_exists("big")
+            && sqld.query_text("SELECT count(*) FROM big")[0][0].as_deref() == Some("20000")
+    });
+    wait_for("the copy gone from the status view", || {
+        pg_rows(&mut c, progress) == vec![vec![Some("streaming".into()), None, None, None]]
+    });
     one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
 }
 

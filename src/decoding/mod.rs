@@ -5,6 +5,7 @@
 pub mod convert;
 pub(crate) mod filter;
 pub(crate) mod plugin;
+pub(crate) mod progress;
 pub(crate) mod publication;
 pub(crate) mod slot;
 pub(crate) mod tuple;

@@ -251,6 +251,15 @@ impl Pg {
             .args(["-w", "-t", "60", "-m", "fast", "stop"]));
     }
 
+    /// Stops the cluster like a crash (`-m immediate`: no checkpoint; what was not flushed to
+    /// disk, such as slots' positions since the last checkpoint, is lost).
+    pub fn crash(&self) {
+        run(as_pg_user(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-w", "-t", "60", "-m", "immediate", "stop"]));
+    }
+
     /// Starts the cluster stopped by [`Pg::stop`] again, on the same port.
     pub fn start(&self) {
         run(as_pg_user(&pg_bin("pg_ctl"))
@@ -780,4 +789,68 @@ pub fn preload_pgturso(admin: &mut postgres::Client) {
             list.join(", ")
         ))
         .unwrap();
+}
+
+/// An application writing in a thread of its own: transaction `sql(i)` for i = 0, 1, … (each a
+/// string of statements, run as one implicit transaction), one about every `pause`, until
+/// stopped. Like an application it carries on through errors, and connects again after the server
+/// went away; a transaction whose commit was cut off may or may not have happened, so tests
+/// compare Turso with what PostgreSQL holds at the end.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Load {
+    pub fn start(db: &str, pause: Duration, sql: impl Fn(u64) -> String + Send + 'static) -> Load {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, conninfo) = (
+            stop.clone(),
+            format!(
+                "host=127.0.0.1 port={} user=postgres dbname={db}",
+                pg().port
+            ),
+        );
+        let handle = std::thread::spawn(move || {
+            let mut client: Option<postgres::Client> = None;
+            let mut committed = 0;
+            let mut i = 0;
+            while !flag.load(Ordering::SeqCst) {
+                match client.as_mut() {
+                    None => client = postgres::Client::connect(&conninfo, postgres::NoTls).ok(),
+                    Some(c) => {
+                        if c.batch_execute(&sql(i)).is_ok() {
+                            committed += 1;
+                        } else if c.is_closed() {
+                            client = None;
+                        }
+                        i += 1;
+                    }
+                }
+                std::thread::sleep(if client.is_some() {
+                    pause
+                } else {
+                    Duration::from_millis(100)
+                });
+            }
+            committed
+        });
+        Load {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops writing; returns how many transactions reported success.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.take().map_or(0, |h| h.join().unwrap())
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
