@@ -8,6 +8,7 @@
 //! in `progress`, the Turso tables' bookkeeping in `schema`, reading Turso's answers in `response`,
 //! group commit in `group`, streamed transactions in `streaming`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
@@ -517,33 +518,35 @@ impl<T: Transport> Replicator<T> {
         let json = self.json_rows;
         let max_records = self.limits.max_records;
         let txn = self.txn.as_mut().expect("inside a transaction");
-        for (table, op) in txn.window.drain() {
-            let (delete, cols, values) = match op {
-                collapse::RowOp::Upsert { cols, values } => (false, cols, values),
-                collapse::RowOp::Delete { key } => (true, table.key.clone(), key),
-            };
-            let max_rows = if json {
-                max_records
-            } else {
-                max_records.min(sql::MAX_PARAMS / cols.len().max(1))
-            };
-            // The window holds each key once, so the rows of one statement never depend on the
-            // order the server applies them in (see [`sql::upsert_rows_json`]).
-            match &mut txn.group {
-                Some(g) if g.accepts(&table, delete, &cols, max_rows) => {
-                    g.rows.push(values);
-                }
-                _ => {
-                    if let Some(g) = txn.group.take() {
-                        txn.pending.push(g.into_stmt());
+        for (table, ops) in txn.window.drain() {
+            for op in ops {
+                let (delete, cols, values) = match op {
+                    collapse::RowOp::Upsert { cols, values } => (false, Cow::Owned(cols), values),
+                    collapse::RowOp::Delete { key } => (true, Cow::Borrowed(&table.key[..]), key),
+                };
+                let max_rows = if json {
+                    max_records
+                } else {
+                    max_records.min(sql::MAX_PARAMS / cols.len().max(1))
+                };
+                // The window holds each key once, so the rows of one statement never depend on
+                // the order the server applies them in (see [`sql::upsert_rows_json`]).
+                match &mut txn.group {
+                    Some(g) if g.accepts(&table, delete, &cols, max_rows) => {
+                        g.rows.push(values);
                     }
-                    txn.group = Some(Group {
-                        table,
-                        delete,
-                        cols,
-                        rows: vec![values],
-                        json,
-                    });
+                    _ => {
+                        if let Some(g) = txn.group.take() {
+                            txn.pending.push(g.into_stmt());
+                        }
+                        txn.group = Some(Group {
+                            table: table.clone(),
+                            delete,
+                            cols: cols.into_owned(),
+                            rows: vec![values],
+                            json,
+                        });
+                    }
                 }
             }
         }

@@ -25,7 +25,7 @@ use crate::error::PgTursoError;
 use crate::model::{Cell, RowChange, Table};
 use crate::options::{self, Options};
 use crate::turso::client::HttpTransport;
-use crate::turso::sql::quote_ident;
+use crate::turso::sql::quoted_pg_name;
 
 type NarrowedInfo = (Rc<tuple::RelInfo>, Rc<[String]>, Rc<tuple::RelInfo>);
 
@@ -666,11 +666,7 @@ unsafe fn decode_change(
                     let t = &info.table;
                     let error = PgTursoError::FilterEntryWithoutValue {
                         table: t.display_name(),
-                        quoted: format!(
-                            "{}.{}",
-                            quote_ident(&t.pg_schema),
-                            quote_ident(&t.pg_name)
-                        ),
+                        quoted: quoted_pg_name(t),
                         column: t.columns[i].name.clone(),
                     };
                     ok_or_raise::<()>(Err(error), &state.options);

@@ -157,20 +157,20 @@ impl Window {
         }
     }
 
-    /// Takes every row out: table by table in the order they came, each table's deletes before
-    /// its upserts (each key is here once, so their order does not matter).
-    pub(super) fn drain(&mut self) -> Vec<(Table, RowOp)> {
-        let mut out = Vec::new();
-        for rows in std::mem::take(&mut self.tables) {
-            let (deletes, upserts): (Vec<RowOp>, Vec<RowOp>) = rows
-                .ops
-                .into_iter()
-                .partition(|op| matches!(op, RowOp::Delete { .. }));
-            for op in deletes.into_iter().chain(upserts) {
-                out.push((rows.table.clone(), op));
-            }
-        }
-        out
+    /// Takes every row out: table by table in the order they came, each with its rows, deletes
+    /// before upserts (each key is here once, so their order does not matter).
+    pub(super) fn drain(&mut self) -> Vec<(Table, Vec<RowOp>)> {
+        std::mem::take(&mut self.tables)
+            .into_iter()
+            .map(|rows| {
+                let (mut ops, upserts): (Vec<RowOp>, Vec<RowOp>) = rows
+                    .ops
+                    .into_iter()
+                    .partition(|op| matches!(op, RowOp::Delete { .. }));
+                ops.extend(upserts);
+                (rows.table, ops)
+            })
+            .collect()
     }
 }
 
@@ -227,10 +227,7 @@ mod tests {
         assert_eq!(w.add(&t, del(2)), Ok(false));
         assert_eq!(
             w.drain(),
-            vec![
-                (t.clone(), del(2)),
-                (t.clone(), up(&[0, 1, 2], &[1, 12, 21]))
-            ]
+            vec![(t.clone(), vec![del(2), up(&[0, 1, 2], &[1, 12, 21])])]
         );
         assert!(w.drain().is_empty());
     }
@@ -246,7 +243,7 @@ mod tests {
         assert_eq!(w.add(&t, up(&[0, 1], &[3, 7])), Err(up(&[0, 1], &[3, 7])));
         assert_eq!(
             w.drain(),
-            vec![(t.clone(), del(3)), (t.clone(), up(&[0, 1, 2], &[1, 5, 6]))]
+            vec![(t.clone(), vec![del(3), up(&[0, 1, 2], &[1, 5, 6])])]
         );
     }
 
@@ -259,8 +256,12 @@ mod tests {
         assert_eq!(w.add(&keyless, up(&[0, 1, 2], &[1, 1, 1])), Ok(true));
         assert_eq!(w.add(&other, up(&[0, 1, 2], &[1, 1, 1])), Ok(true));
         assert_eq!(w.add(&keyless, up(&[0, 1, 2], &[1, 1, 1])), Ok(true));
-        let drained: Vec<String> = w.drain().into_iter().map(|(t, _)| t.turso_name).collect();
-        assert_eq!(drained, ["t", "t", "u"]);
+        let drained: Vec<(String, usize)> = w
+            .drain()
+            .into_iter()
+            .map(|(t, ops)| (t.turso_name, ops.len()))
+            .collect();
+        assert_eq!(drained, [("t".into(), 2), ("u".into(), 1)]);
     }
 
     #[test]
@@ -273,7 +274,7 @@ mod tests {
         };
         assert_eq!(w.add(&t, null_key(1)), Ok(true));
         assert_eq!(w.add(&t, null_key(2)), Ok(true));
-        assert_eq!(w.drain().len(), 2);
+        assert_eq!(w.drain()[0].1.len(), 2);
     }
 
     #[test]

@@ -117,11 +117,7 @@ pub(super) fn full_row_match(
 pub(super) fn no_identity(table: &Table, op: &str) -> StmtError {
     StmtError::NoReplicaIdentity {
         table: table.display_name(),
-        quoted: format!(
-            "{}.{}",
-            quote_ident(&table.pg_schema),
-            quote_ident(&table.pg_name)
-        ),
+        quoted: super::quoted_pg_name(table),
         operation: op.to_string(),
     }
 }

@@ -33,6 +33,15 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The PostgreSQL table of `table` as SQL names it, `"schema"."name"`, for hints a user can paste.
+pub fn quoted_pg_name(table: &Table) -> String {
+    format!(
+        "{}.{}",
+        quote_ident(&table.pg_schema),
+        quote_ident(&table.pg_name)
+    )
+}
+
 fn column_list(table: &Table, cols: &[usize]) -> String {
     cols.iter()
         .map(|&i| quote_ident(&table.columns[i].name))
