@@ -628,7 +628,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                0)
       FROM pg_publication p,
            LATERAL (SELECT DISTINCT format('%I.%I', pt.schemaname, pt.tablename)::regclass AS rel
-                      FROM pg_publication_tables pt WHERE pt.pubname = p.pubname) t
+                      FROM pg_publication_tables pt
+                     WHERE pt.pubname = p.pubname AND pt.schemaname <> 'pgturso') t
      WHERE p.pubname = publication
      ORDER BY 1
 $$;
@@ -803,10 +804,6 @@ BEGIN
                         WHERE s.slot_name = r.slot AND s.confirmed_flush_lsn < pg_current_wal_flush_lsn()) THEN
         RETURN 0;
     END IF;
-    -- Behind from now at the latest (kept when the step fails: the lag then grows).
-    IF r.pending_since IS NULL THEN
-        UPDATE pgturso.publications x SET pending_since = now() WHERE x.id = p_id;
-    END IF;
     BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = r.pubname) THEN
             RAISE EXCEPTION 'publication "%" does not exist', r.pubname
@@ -838,6 +835,11 @@ BEGIN
         -- committed when the call ends; only then is the slot advanced, past what it decoded
         -- (everything up to the WAL flushed before it, unless it stopped at max_txns).
         flushed := pg_current_wal_flush_lsn();
+        -- PostgreSQL logs every decoding context it creates (two LOG lines each, twice a step),
+        -- whatever log_min_messages short of FATAL says: a worker stepping every few
+        -- milliseconds under load would fill the server log. For the rest of this step only; a
+        -- failure rolls it back with this block, so its WARNING below is logged.
+        PERFORM set_config('log_min_messages', 'fatal', true);
         -- Each line: 'COMMIT <lsn>: <n> change(s)[, <m> rows rewritten]'.
         SELECT count(*), max(x.lsn), coalesce(sum(substring(x.data FROM ': ([0-9]+) change')::bigint), 0)
           INTO n, last, nrows
@@ -850,7 +852,7 @@ BEGIN
            SET state = 'streaming', txns = x.txns + n, rows = x.rows + nrows,
                -- Caught up with the WAL flushed at the start: what came since was committed
                -- after the step began. Stopped at max_txns: still behind since then.
-               pending_since = CASE WHEN n >= max_txns THEN x.pending_since
+               pending_since = CASE WHEN n >= max_txns THEN coalesce(x.pending_since, now())
                                     WHEN pg_current_wal_flush_lsn() > flushed THEN now() END,
                last_applied_at = CASE WHEN n > 0 THEN now() ELSE x.last_applied_at END,
                -- A call that stopped short of max_txns reached the end of the WAL, past every copy.
@@ -867,9 +869,11 @@ BEGIN
         -- Turso unreachable, failing (HTTP 5xx, a broken stream) or busy: nothing for the
         -- operator to mend here, the worker retries soon (-3). Anything else is an error (-1).
         waiting := SQLSTATE LIKE '08%' OR SQLSTATE = '55P03';
+        -- Behind since this step began at the latest: the lag grows until a step succeeds.
         UPDATE pgturso.publications x
            SET state = CASE WHEN waiting THEN 'waiting for Turso' ELSE 'error' END,
-               last_error = SQLERRM, last_error_at = now()
+               last_error = SQLERRM, last_error_at = now(),
+               pending_since = coalesce(x.pending_since, now())
          WHERE x.id = p_id;
         RAISE WARNING 'pgturso: replicating publication "%" failed, retrying: %', r.pubname, SQLERRM;
         RETURN CASE WHEN waiting THEN -3 ELSE -1 END;
@@ -885,6 +889,8 @@ DECLARE
     r pgturso.publications;
     pub oid := (SELECT oid FROM pg_publication WHERE pubname = publication);
     deadline timestamptz := clock_timestamp() + interval '30 seconds';
+    signaled int[] := '{}';
+    worker int;
 BEGIN
     SELECT * INTO r FROM pgturso.publications x WHERE x.pubname = publication;
     IF NOT FOUND THEN
@@ -904,10 +910,14 @@ BEGIN
     UPDATE pgturso.publications x SET enabled = false, state = 'stopped', pid = NULL WHERE x.id = r.id;
     LOOP
         -- By name, and by the process id turso_start recorded (a worker names itself only once
-        -- it has connected).
-        PERFORM pg_terminate_backend(a.pid) FROM pg_stat_activity a
-          WHERE a.backend_type = 'pgturso publication'
-            AND (a.pid = r.pid OR a.pid IN (SELECT w FROM pgturso._workers(r.id) w));
+        -- it has connected); each once (one that is exiting is no backend any more, and
+        -- pg_terminate_backend would warn about it).
+        FOR worker IN SELECT a.pid FROM pg_stat_activity a
+                  WHERE a.backend_type = 'pgturso publication' AND NOT a.pid = ANY (signaled)
+                    AND (a.pid = r.pid OR a.pid IN (SELECT x FROM pgturso._workers(r.id) x)) LOOP
+            PERFORM pg_terminate_backend(worker);
+            signaled := signaled || worker;
+        END LOOP;
         EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity a
                                WHERE a.backend_type = 'pgturso publication'
                                  AND (a.pid = r.pid OR a.pid IN (SELECT w FROM pgturso._workers(r.id) w)))

@@ -12,6 +12,7 @@ pub mod decoding;
 pub mod error;
 pub mod model;
 pub mod options;
+mod spi;
 pub mod turso;
 mod worker;
 

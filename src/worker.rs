@@ -61,11 +61,10 @@ pub extern "C-unwind" fn pgturso_launcher_main(_arg: pg_sys::Datum) {
     // pg_database is shared: any database shows all of them.
     BackgroundWorker::connect_worker_to_spi(Some("postgres"), None);
     let databases = BackgroundWorker::transaction(|| {
-        Spi::get_one::<Vec<i64>>(
+        crate::spi::one::<Vec<i64>>(
             "SELECT array_agg(oid::int8) FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate",
+            &[],
         )
-        .ok()
-        .flatten()
         .unwrap_or_default()
     });
     for db in databases {
@@ -98,11 +97,10 @@ pub extern "C-unwind" fn pgturso_starter_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db as u32)), None);
     BackgroundWorker::transaction(|| {
-        let installed = Spi::get_one::<bool>(
+        let installed = crate::spi::one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgturso')",
+            &[],
         )
-        .ok()
-        .flatten()
         .unwrap_or(false);
         if installed {
             Spi::run(
@@ -116,9 +114,17 @@ pub extern "C-unwind" fn pgturso_starter_main(arg: pg_sys::Datum) {
 
 /// How long an idle worker waits before it looks for new WAL again.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// How often an idle worker runs a full step even though no WAL was flushed.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// How often a new worker looks whether the transaction that launched it has ended (`turso_start`
 /// returns at once, and replication should too).
 const LAUNCH_WAIT: Duration = Duration::from_millis(5);
+/// The first key of the advisory lock a worker holds on its replication (`pg_locks.classid`; the
+/// second is the replication's id): "pgtu".
+const WORKER_LOCK_CLASS: i32 = 0x7067_7475;
+/// How far (bytes of WAL) a slot's restart point may trail its confirmed position before the
+/// worker logs the running transactions so that it can move up.
+const RESTART_BEHIND_BYTES: i64 = 256 * 1024;
 /// Transactions per step at most, so that the row's figures move during a long catch-up.
 const STEP_TXNS: i32 = 10_000;
 
@@ -207,28 +213,36 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
         return;
     }
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid as u32)), None);
+    // One worker per replication. PostgreSQL starts a terminated worker again 5 s later, and
+    // turso_stop then turso_start within those 5 s launch a second one: the one that does not
+    // get the replication's lock (held until its process ends) leaves for good.
+    let mine = BackgroundWorker::transaction(|| {
+        crate::spi::one::<bool>(
+            "SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
+            &[WORKER_LOCK_CLASS.into(), id.into()],
+        ) == Some(true)
+    });
+    if !mine {
+        pgrx::log!(
+            "pgturso: another worker replicates publication replication {id} of database {dboid}: this one stops"
+        );
+        return;
+    }
     // Named in pg_stat_activity, so that turso_stop and the status view find this very worker.
     BackgroundWorker::transaction(|| {
         Spi::run(&format!(
             "SET application_name = 'pgturso publication {id}'"
         ))
         .expect("SET application_name");
-        // PostgreSQL logs every decoding context it creates at LOG: a step every few
-        // milliseconds under load would fill the log. Failed steps (WARNING) and errors still
-        // reach it.
-        Spi::run("SET log_min_messages = warning").expect("SET log_min_messages");
     });
     // The row (or its `enabled`) is written by the transaction that launched this worker: wait
     // until that one has ended, so that the first step sees what it wrote (none for a starter).
     while xid > 0
         && BackgroundWorker::transaction(|| {
-            Spi::get_one_with_args::<String>(
+            crate::spi::one::<String>(
                 "SELECT pg_catalog.pg_xact_status($1::text::xid8)",
                 &[xid.into()],
-            )
-            .ok()
-            .flatten()
-                == Some("in progress".into())
+            ) == Some("in progress".into())
         })
     {
         if !BackgroundWorker::wait_latch(Some(LAUNCH_WAIT)) {
@@ -237,10 +251,26 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
         pg_sys::check_for_interrupts!();
     }
     let mut backoff = Duration::from_secs(1);
+    // After a step that found nothing: the WAL flushed before it, and when it ran. Until more is
+    // flushed there is nothing to decode, and no transaction is needed to know it (every event a
+    // step reacts to writes WAL: a change, ALTER PUBLICATION, new credential functions, DROP
+    // EXTENSION); a full step still runs every IDLE_CHECK.
+    let mut idle: Option<(u64, std::time::Instant)> = None;
     loop {
+        if let Some((flushed, at)) = idle {
+            if crate::decoding::wal::flushed() == flushed && at.elapsed() < IDLE_CHECK {
+                if !BackgroundWorker::wait_latch(Some(IDLE_WAIT)) {
+                    return; // the postmaster died
+                }
+                pg_sys::check_for_interrupts!();
+                continue;
+            }
+        }
+        let flushed = crate::decoding::wal::flushed();
         let known = slot.clone();
         let (replicated, seen) = BackgroundWorker::transaction(move || step(id, known));
         slot = seen;
+        idle = (replicated == Some(0)).then(|| (flushed, std::time::Instant::now()));
         let wait = match replicated {
             // Stopped, dropped, or the extension is gone: exit for good (code 0).
             None => return,
@@ -272,11 +302,10 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
 /// is unreachable or busy (recorded in the row),
 /// `None` when the worker has nothing left to do; with the replication's slot name, read once.
 fn step(id: i32, mut slot: Option<String>) -> (Option<i64>, Option<String>) {
-    let installed = Spi::get_one::<bool>(
+    let installed = crate::spi::one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgturso')",
+        &[],
     )
-    .ok()
-    .flatten()
     .unwrap_or(false);
     if !installed {
         // DROP EXTENSION took the replication's state: its slot would only hold WAL back.
@@ -292,12 +321,24 @@ fn step(id: i32, mut slot: Option<String>) -> (Option<i64>, Option<String>) {
     if slot.is_none() {
         slot = slot_of(id);
     }
-    let n = Spi::get_one_with_args::<i64>(
+    let n = crate::spi::one::<i64>(
         "SELECT pgturso._publication_step($1, $2)",
         &[id.into(), STEP_TXNS.into()],
-    )
-    .ok()
-    .flatten();
+    );
+    // After replicating, keep the slot's restart point close to its confirmed position (see
+    // log_running_transactions): the next step then reads little WAL twice.
+    if n.is_some_and(|n| n > 0) {
+        let behind = slot.as_deref().and_then(|name| {
+            crate::spi::one::<bool>(
+                "SELECT pg_catalog.pg_wal_lsn_diff(confirmed_flush_lsn, restart_lsn) > $2
+                   FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+                &[name.into(), RESTART_BEHIND_BYTES.into()],
+            )
+        });
+        if behind == Some(true) {
+            crate::decoding::slot::log_running_transactions();
+        }
+    }
     (n.filter(|&n| n >= -1 || n == -3), slot)
 }
 
@@ -325,10 +366,8 @@ fn database_exists(dboid: u32) -> bool {
 
 /// The slot of publication replication `id`, as its row names it (a name has no spaces).
 fn slot_of(id: i32) -> Option<String> {
-    Spi::get_one_with_args::<String>(
+    crate::spi::one::<String>(
         "SELECT slot FROM pgturso.publications WHERE id = $1",
         &[id.into()],
     )
-    .ok()
-    .flatten()
 }

@@ -181,6 +181,32 @@ fn a_publication_replicates_by_itself_survives_termination_and_stops() {
     // Started again: no new copy, the pending change arrives.
     one(&mut c, "SELECT turso_start('app')").unwrap();
     wait_for("the resumed worker", || mirrored(&mut c, &sqld));
+    // Stopped and started again at once: PostgreSQL starts the worker turso_stop terminated
+    // again 5 s later, while the replication runs; it finds the replication's worker running and
+    // leaves, so one worker replicates.
+    one(&mut c, "SELECT turso_stop('app')").unwrap();
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    let leaves = format!(
+        "another worker replicates publication replication {} of database {}",
+        one(&mut c, "SELECT id FROM pgturso.publications").unwrap(),
+        one(
+            &mut c,
+            "SELECT oid FROM pg_database WHERE datname = current_database()"
+        )
+        .unwrap()
+    );
+    wait_for("the restarted worker to leave", || {
+        pg().server_log().contains(&leaves)
+    });
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgturso publication' AND datname = current_database()"
+        )
+        .as_deref(),
+        Some("1")
+    );
+    assert_eq!(status(&mut c)[1].as_deref(), Some("streaming"));
     // Dropped: the slot and the state go.
     assert_eq!(
         one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap(),
@@ -379,6 +405,40 @@ fn a_copy_in_progress_shows_in_the_status_view() {
         pg_rows(&mut c, progress) == vec![vec![Some("streaming".into()), None, None, None]]
     });
     one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
+}
+
+/// A publication FOR ALL TABLES holds the extension's own tables too (`pgturso.publications`,
+/// which the worker writes at every step that replicates): they are never replicated, and the
+/// worker's own writes do not keep it busy.
+#[test]
+fn for_all_tables_leaves_the_extension_s_own_tables_out() {
+    let sqld = Sqld::start("worker_all", false);
+    let mut c = setup("worker_all", &sqld);
+    c.batch_execute("CREATE PUBLICATION everything FOR ALL TABLES")
+        .unwrap();
+    one(&mut c, "SELECT turso_start('everything')").unwrap();
+    for i in 0..5 {
+        c.batch_execute(&format!("INSERT INTO other VALUES ({i})"))
+            .unwrap();
+        wait_for("the row in Turso", || {
+            sqld.table_exists("other")
+                && sqld.query_text("SELECT count(*) FROM other")[0][0] == Some((i + 1).to_string())
+        });
+    }
+    assert!(mirrored(&mut c, &sqld));
+    let tables = sqld.query_text("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1");
+    assert_eq!(
+        tables,
+        [
+            "_pgturso_progress",
+            "_pgturso_schema",
+            "accounts",
+            "events",
+            "other"
+        ]
+        .map(|t| vec![Some(t.to_string())])
+    );
+    one(&mut c, "SELECT turso_stop('everything', drop => true)").unwrap();
 }
 
 /// Group commit under lost responses: every third request to Turso is applied but its answer

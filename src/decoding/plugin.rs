@@ -405,6 +405,9 @@ unsafe fn in_change_cxt<T>(state: &State, f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// The schema of the extension's tables (`pgturso.publications`, …).
+const INTERNAL_SCHEMA: &str = "pgturso";
+
 /// Whether a change of kind `kind` to `table` (relation `relid`) by top-level transaction `xid`
 /// is replicated, and as which relation: `relid` itself, or for a partition the partitioned table
 /// its changes go to (the one `table_name` names, or with `publish_via_partition_root` the
@@ -416,6 +419,11 @@ unsafe fn in_change_cxt<T>(state: &State, f: impl FnOnce() -> T) -> T {
 /// Inside a decoding callback.
 unsafe fn target(options: &Options, info: &tuple::RelInfo, kind: Kind, xid: u32) -> Option<Route> {
     let (relid, table) = (info.relid, &info.table);
+    // The extension's own bookkeeping (the worker writes its row at every step) is no user data:
+    // never replicated, not even by FOR ALL TABLES.
+    if table.pg_schema == INTERNAL_SCHEMA {
+        return None;
+    }
     let mut target = relid;
     let mut columns = None;
     let mut filters = None;

@@ -5,7 +5,6 @@
 //! `pg_stat_get_progress_info('COPY')`), which `turso_replication_status` shows.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 /// The parameter holding the estimate (0-based; the view's `param11`): past those
 /// `pg_stat_progress_copy` shows.
@@ -19,7 +18,7 @@ impl CopyProgress {
     /// Starts reporting the copy of `rel`, with PostgreSQL's estimate of its rows (the sum over
     /// its leaf partitions; -1 when the table was never analysed).
     pub(crate) fn start(rel: pg_sys::Oid) -> CopyProgress {
-        let estimate = Spi::get_one_with_args::<i64>(
+        let estimate = crate::spi::one::<i64>(
             "SELECT coalesce((SELECT sum(greatest(c.reltuples, 0))
                                 FROM pg_catalog.pg_partition_tree($1) t
                                 JOIN pg_catalog.pg_class c ON c.oid = t.relid
@@ -29,8 +28,6 @@ impl CopyProgress {
                              -1)::int8",
             &[rel.into()],
         )
-        .ok()
-        .flatten()
         .unwrap_or(-1);
         // SAFETY: plain writes to this backend's own progress slot in shared memory.
         unsafe {

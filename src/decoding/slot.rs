@@ -64,3 +64,17 @@ unsafe fn name_datum(s: &str) -> pg_sys::Datum {
         pg_sys::Datum::from(name)
     }
 }
+
+/// Writes a record of the running transactions into the WAL, as the background writer does every
+/// 15 seconds (and `pg_log_standby_snapshot()` on PostgreSQL 16 and later).
+///
+/// Decoding can restart only from such a record: a slot's `restart_lsn` moves up only when
+/// decoding passes one and the slot is then confirmed past it. Between two of the background
+/// writer's, every decoding call reads again (and throws away) all the WAL since the last one, up
+/// to 15 seconds of a busy server's WAL for a worker that decodes every few milliseconds. A
+/// worker that logs one when its slot's restart point is far behind keeps that re-reading short.
+pub fn log_running_transactions() {
+    // SAFETY: a WAL insertion PostgreSQL makes from any backend (the background writer's and
+    // pg_log_standby_snapshot's); the server runs with wal_level logical, as a slot requires.
+    unsafe { pg_sys::LogStandbySnapshot() };
+}

@@ -24,6 +24,12 @@ extern "C-unwind" {
     fn wal_segment_close(state: *mut pg_sys::XLogReaderState);
 }
 
+/// How far this server's WAL has been flushed.
+pub fn flushed() -> u64 {
+    // SAFETY: reads a position in shared memory; the timeline is not wanted.
+    unsafe { pg_sys::GetFlushRecPtr(std::ptr::null_mut()) }
+}
+
 /// The transaction whose commit record starts exactly at `lsn` in this server's WAL, as
 /// (xid, commit time); `None` when there is no commit record there (another record, the middle
 /// of one, or a position beyond the WAL that has been flushed).
