@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-20}
 [ "${PGTURSO_BENCH_SKIP_SETUP:-}" = 1 ] || bash scripts/setup.sh --release
 source scripts/lib.sh
+source bench/soak_round.sh
 WORK="$ROOT/.tmp/soak"
 trap 'exec 3>&- 4>&- 2>/dev/null || true; stop_all' EXIT
 start_pg "$WORK/pg"
@@ -36,15 +37,7 @@ wait_lines() { # FILE N: wait until FILE has N lines
 
 for r in $(seq 1 "$ROUNDS"); do
   base=$(( (r - 1) * 10000 ))
-  {
-    for t in $(seq 0 99); do
-      echo "INSERT INTO s SELECT g, 'round $r ' || g, g FROM generate_series($((base + t * 100 + 1)), $((base + t * 100 + 100))) g;"
-    done
-    echo "UPDATE s SET n = n + 1, v = v || 'u' WHERE id > $base;"
-    echo "UPDATE s SET n = n + 1 WHERE id > $base;"
-    echo "UPDATE s SET v = 'x' WHERE id > $base;"
-    echo "DELETE FROM s WHERE id > $base;"
-  } | psql -X -q -v ON_ERROR_STOP=1 -d postgres
+  soak_round_sql "$r" "$base" "id > $base" | psql -X -q -v ON_ERROR_STOP=1 -d postgres
   echo "SELECT count(*) || ' transactions, RSS ' || $rss || ' MB' FROM pg_logical_slot_get_changes('soak', NULL, NULL, 'url', :'url', 'auth', :'token');" >&3
   echo "SELECT count(*) || ' rows, RSS ' || $rss || ' MB' FROM pg_logical_slot_get_changes('soak_td', NULL, NULL);" >&4
   wait_lines "$WORK/pgturso.out" "$r"

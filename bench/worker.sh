@@ -27,14 +27,7 @@ PROBE_RATE=20      # lag probe rows per second
 POLL_MS=20         # how often bench/lag.py reads them from sqld
 BENCH_NAME=worker
 source bench/servers.sh
-q -v ON_ERROR_STOP=1 <<SQL
-CREATE EXTENSION pgturso;
-CREATE FUNCTION turso_url() RETURNS text LANGUAGE sql AS \$\$ SELECT '$SQLD_URL' \$\$;
-CREATE TABLE turso_secret(token text NOT NULL);
-INSERT INTO turso_secret VALUES ('$TURSO_TOKEN');
-CREATE FUNCTION turso_token() RETURNS text LANGUAGE sql AS \$\$ SELECT token FROM public.turso_secret \$\$;
-REVOKE ALL ON FUNCTION turso_token() FROM PUBLIC;
-SQL
+with_pgturso
 pgbench -i -q -s "$SCALE" postgres 2>/dev/null
 q -v ON_ERROR_STOP=1 <<SQL >/dev/null
 ALTER TABLE pgbench_history REPLICA IDENTITY FULL;
@@ -50,31 +43,6 @@ q -c "SELECT turso_start('bench')" >/dev/null
 copy_s=$(python3 -c "import time; print(f'{time.time() - $t0:.1f}')")
 slot=$(q -c "SELECT slot FROM pgturso.publications WHERE pubname = 'bench'")
 applied() { q -c "SELECT txns FROM pgturso.publications WHERE pubname = 'bench'"; }
-# caught_up START: in one session, runs the plpgsql statement START and commits it (turso_start's
-# worker waits for its caller's transaction to end), then waits in 2 ms steps until the slot has
-# confirmed the WAL flushed before START; prints the epoch times of the start and of that moment
-# and the LSN. Exits 2 after 600 s.
-caught_up() {
-  q -v ON_ERROR_STOP=1 -c "DO \$\$
-DECLARE
-    t0 float8 := extract(epoch FROM clock_timestamp());
-    lsn pg_lsn := pg_current_wal_flush_lsn();
-BEGIN
-    $1
-    COMMIT;
-    WHILE NOT EXISTS (SELECT 1 FROM pg_replication_slots
-                       WHERE slot_name = '$slot' AND confirmed_flush_lsn >= lsn) LOOP
-        IF extract(epoch FROM clock_timestamp()) - t0 > 600 THEN
-            RAISE EXCEPTION 'not caught up within 600 s';
-        END IF;
-        PERFORM pg_sleep(0.002);
-        COMMIT;
-    END LOOP;
-    PERFORM set_config('bench.caught_up', t0 || ' ' || extract(epoch FROM clock_timestamp()) || ' ' || lsn, false);
-END
-\$\$" -c "SELECT current_setting('bench.caught_up')" ||
-    { echo "measurement failed: the slot did not confirm the WAL" >&2; exit 2; }
-}
 before=$(applied)
 # test_decoding decodes the same WAL after the catch-up, for comparison.
 q -c "SELECT pg_create_logical_replication_slot('bench_td', 'test_decoding')" >/dev/null
@@ -89,7 +57,7 @@ pgbench -c 4 -j 2 -T "$SECS" -P 1 -n postgres >"$WORK/pgbench.out" 2>&1
 wait "$probe_pid" || { echo "the lag probe's pgbench failed:" >&2; cat "$WORK/probe.out" >&2; exit 2; }
 t_end=$(date +%s.%N)
 during=$(( $(applied) - before ))
-res=$(caught_up "NULL;")
+res=$(caught_up "$slot" "NULL;")
 read -r _ done_at end_lsn <<<"$res"
 catchup=$(python3 -c "print(f'{$done_at - $t_end:.2f}')")
 total=$(( $(applied) - before ))
@@ -140,7 +108,7 @@ backlog() {
   q -c "SELECT turso_stop('bench')" >/dev/null
   for i in $(seq "$1" $(( $1 + 4999 ))); do echo "INSERT INTO one_row VALUES ($i, $i);"; done | q -v ON_ERROR_STOP=1 >/dev/null
   local res t0 t1
-  res=$(caught_up "PERFORM turso_start('bench');")
+  res=$(caught_up "$slot" "PERFORM turso_start('bench');")
   read -r t0 t1 _ <<<"$res"
   backlog_s=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
   backlog_rate=$(python3 -c "print(f'{5000 / ($t1 - $t0):.0f}')")
