@@ -732,11 +732,12 @@ BEGIN
         -- The memberships copied are the ones recorded: one read (a table that joins meanwhile
         -- is copied by the worker's first step).
         members := ARRAY(SELECT x.member FROM pgturso._publication_tables(publication) x);
-        FOR t IN SELECT split_part(m, ':', 1)::oid::regclass AS rel FROM unnest(members) m LOOP
+        FOR t IN SELECT split_part(m, ':', 1)::oid::regclass AS rel, n FROM unnest(members) WITH ORDINALITY x(m, n) LOOP
             SELECT s.snapshot INTO snap
               FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL, pgturso._copy_query(t.rel, p.pubname),
                                       CASE WHEN first THEN slot END,
-                                      pgturso._copy_columns(t.rel, p.pubname)) s;
+                                      pgturso._copy_columns(t.rel, p.pubname),
+                                      ARRAY[p.oid::int8, t.n, cardinality(members)]) s;
             first := false;
             snaps := snaps || jsonb_build_object(t.rel::oid::text, snap);
         END LOOP;
@@ -819,15 +820,18 @@ BEGIN
         -- The memberships are read once: a table that joins while this step runs is copied by
         -- the next one, never recorded as copied without its copy.
         tables := ARRAY(SELECT x.member FROM pgturso._publication_tables(r.pubname) x);
-        FOR t IN SELECT split_part(m, ':', 1)::oid::regclass AS rel FROM unnest(tables) m
-                  WHERE NOT (m = ANY (r.copied)) LOOP
+        FOR t IN SELECT x.rel, row_number() OVER () AS n, count(*) OVER () AS total
+                   FROM (SELECT split_part(m, ':', 1)::oid::regclass AS rel FROM unnest(tables) m
+                          WHERE NOT (m = ANY (r.copied))) x LOOP
             IF NOT waited THEN
                 PERFORM pgturso._wait_for_older(pg_current_xact_id());
                 waited := true;
             END IF;
             SELECT s.snapshot INTO snap
               FROM pgturso._sync_rows(t.rel, c.url, c.token, true, NULL, pgturso._copy_query(t.rel, r.pubname),
-                                      NULL, pgturso._copy_columns(t.rel, r.pubname)) s;
+                                      NULL, pgturso._copy_columns(t.rel, r.pubname),
+                                      ARRAY[(SELECT oid FROM pg_publication WHERE pubname = r.pubname)::int8,
+                                            t.n, t.total]) s;
             r.copy_snapshots := (coalesce(r.copy_snapshots, '{}')::jsonb
                                  || jsonb_build_object(t.rel::oid::text, snap))::text;
         END LOOP;
@@ -961,7 +965,9 @@ SELECT coalesce(pgturso._qualified(r.relid::regclass), r.name) AS name,
        NULL::timestamptz AS last_error_at,
        NULL::text AS copying,
        NULL::bigint AS copy_rows,
-       NULL::bigint AS copy_rows_estimate
+       NULL::bigint AS copy_rows_estimate,
+       NULL::int AS copy_table_no,
+       NULL::int AS copy_tables
 FROM pgturso.replications r
 LEFT JOIN pg_replication_slots s ON s.slot_name = r.slot
 UNION ALL
@@ -986,18 +992,41 @@ SELECT p.pubname::text,
        p.txns,
        p.rows,
        p.last_error_at,
-       -- A table its worker copies now (one joining the publication): the rows sent so far and
-       -- PostgreSQL's estimate (see src/decoding/progress.rs; the figures are visible to roles
-       -- that may see the worker's statistics, like pg_stat_progress_copy's).
+       -- A table its worker copies now (one joining the publication): the rows sent so far,
+       -- PostgreSQL's estimate, the table's number of those being copied (see
+       -- src/decoding/progress.rs; the figures are visible to roles that may see the worker's
+       -- statistics, like pg_stat_progress_copy's).
        pgturso._qualified(cp.relid::regclass),
        cp.param3,
-       nullif(cp.param11, -1)
+       nullif(cp.param11, -1),
+       cp.param13::int,
+       cp.param14::int
 FROM pgturso.publications p
 LEFT JOIN pg_replication_slots s ON s.slot_name = p.slot
-LEFT JOIN LATERAL (SELECT g.relid, g.param3, g.param11
+LEFT JOIN LATERAL (SELECT g.relid, g.param3, g.param11, g.param13, g.param14
                      FROM pg_stat_get_progress_info('COPY') g
                     WHERE g.pid IN (SELECT pgturso._workers(p.id)) AND g.param5 = 2
-                    LIMIT 1) cp ON true;
+                    LIMIT 1) cp ON true
+UNION ALL
+-- A first turso_start still copying: its replication is written when it commits, its copies are
+-- in PostgreSQL's progress reports already.
+SELECT pub.pubname::text,
+       'publication',
+       format('pgturso_pub_%s_%s', g.datid, pub.oid),
+       NULL,
+       false,
+       NULL, NULL, NULL, NULL,
+       'copying',
+       NULL, NULL, NULL, NULL, NULL, NULL,
+       pgturso._qualified(g.relid::regclass),
+       g.param3,
+       nullif(g.param11, -1),
+       g.param13::int,
+       g.param14::int
+FROM pg_stat_get_progress_info('COPY') g
+JOIN pg_publication pub ON pub.oid = g.param12::oid
+WHERE g.param5 = 2 AND g.datid = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+  AND NOT EXISTS (SELECT 1 FROM pgturso.publications p WHERE p.pubname = pub.pubname);
 
 -- Nothing here is callable by PUBLIC but what checks its caller itself: the user-facing functions
 -- are granted by an administrator (see the README's Least privilege), the scheduled jobs call

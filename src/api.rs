@@ -39,7 +39,8 @@ mod pgturso {
     /// Internal: use `turso_replicate_table` / `turso_replicate_mv`. Returns the rows sent and
     /// the snapshot the rows of `upsert_query` were read with (`xmin:xmax:xip,...`). With
     /// `columns` (a publication's column list), only those columns, which the queries select in
-    /// the table's order.
+    /// the table's order. `progress`: for a publication's copy, `{publication oid, this table's
+    /// number, the number of tables}`, shown with the copy's progress (see `CopyProgress`).
     // The arguments are those of a SQL function its callers in the extension's SQL name.
     #[allow(clippy::too_many_arguments)]
     #[pg_extern]
@@ -52,6 +53,7 @@ mod pgturso {
         upsert_query: &str,
         reset_slot: default!(Option<&str>, "NULL"),
         columns: default!(Option<Vec<String>>, "NULL"),
+        progress: default!(Option<Vec<i64>>, "NULL"),
     ) -> TableIterator<'static, (name!(rows, i64), name!(snapshot, String))> {
         let token = token.filter(|t| !t.is_empty());
         let secrets: Vec<&str> = token.into_iter().collect();
@@ -86,7 +88,7 @@ mod pgturso {
             .with_source_name(crate::decoding::tuple::turso_name_of);
         // Shown in pg_stat_progress_copy (and turso_replication_status) from before the first
         // request to Turso.
-        let progress = CopyProgress::start(rel);
+        let progress = CopyProgress::start(rel, progress.as_deref().unwrap_or_default());
         let run = |r: &mut Replicator<HttpTransport>| -> Result<(i64, String), PgTursoError> {
             let table = &info.table;
             let mut sent = 0i64;

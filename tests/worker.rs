@@ -346,9 +346,10 @@ fn a_minute_long_outage_under_load_loses_nothing() {
     one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
 }
 
-/// The initial copy of a table that joins the publication shows in the status view (state
-/// `copying`, the table, rows sent of PostgreSQL's estimate) and in `pg_stat_progress_copy`, for
-/// as long as it lasts: here, while a proxy holds Turso's answers back.
+/// Initial copies show in the status view (state `copying`, the table, rows sent of PostgreSQL's
+/// estimate, which of how many tables) and in `pg_stat_progress_copy` for as long as they last
+/// (here, while a proxy holds Turso's answers back): `turso_start`'s own, and the worker's of a
+/// table that joins the publication.
 #[test]
 fn a_copy_in_progress_shows_in_the_status_view() {
     let sqld = Sqld::start("worker_progress", false);
@@ -369,12 +370,39 @@ fn a_copy_in_progress_shows_in_the_status_view() {
         proxy.url()
     ))
     .unwrap();
-    one(&mut c, "SELECT turso_start('app')").unwrap();
+    // turso_start's own copy, before the replication exists for other sessions: the first of
+    // its two tables.
+    hold.store(true, std::sync::atomic::Ordering::SeqCst);
+    let start = std::thread::spawn(|| {
+        one(
+            &mut pg().connect("worker_progress"),
+            "SELECT turso_start('app')",
+        )
+    });
+    let starting =
+        "SELECT name, last_status, copying, (copy_rows <= 100)::text, copy_table_no::text,
+                           copy_tables::text
+                      FROM turso_replication_status WHERE kind = 'publication'";
+    wait_for("turso_start's copy in the status view", || {
+        pg_rows(&mut c, starting)
+            == vec![vec![
+                Some("app".into()),
+                Some("copying".into()),
+                Some("public.accounts".into()),
+                Some("true".into()),
+                Some("1".into()),
+                Some("2".into()),
+            ]]
+    });
+    hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    start.join().unwrap().unwrap();
+    // A table that joins later, copied by the worker.
     hold.store(true, std::sync::atomic::Ordering::SeqCst);
     c.batch_execute("ALTER PUBLICATION app ADD TABLE big")
         .unwrap();
     let progress =
-        "SELECT last_status, copying, (copy_rows < 20000)::text, copy_rows_estimate::text
+        "SELECT last_status, copying, (copy_rows < 20000)::text, copy_rows_estimate::text,
+                           copy_table_no::text, copy_tables::text
                       FROM turso_replication_status WHERE kind = 'publication'";
     wait_for("the copy in the status view", || {
         pg_rows(&mut c, progress)
@@ -383,6 +411,8 @@ fn a_copy_in_progress_shows_in_the_status_view() {
                 Some("public.big".into()),
                 Some("true".into()),
                 Some("20000".into()),
+                Some("1".into()),
+                Some("1".into()),
             ]]
     });
     assert_eq!(
@@ -402,7 +432,8 @@ fn a_copy_in_progress_shows_in_the_status_view() {
             && sqld.query_text("SELECT count(*) FROM big")[0][0].as_deref() == Some("20000")
     });
     wait_for("the copy gone from the status view", || {
-        pg_rows(&mut c, progress) == vec![vec![Some("streaming".into()), None, None, None]]
+        pg_rows(&mut c, progress)
+            == vec![vec![Some("streaming".into()), None, None, None, None, None]]
     });
     one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
 }
