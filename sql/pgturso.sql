@@ -136,9 +136,64 @@ LANGUAGE sql STABLE AS $$
     WHERE c.oid = rel
 $$;
 
-CREATE FUNCTION pgturso._slot_name(rel regclass) RETURNS text
+-- The slot through which the SQL API replicates tables into one Turso database: one per pair of
+-- credential functions (which name the database), shared by every table replicated there, so
+-- that the database's WAL is decoded once for all of them.
+CREATE FUNCTION pgturso._target_slot(p_url_fn oid, p_token_fn oid) RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT format('pgturso_%s_%s', d.oid, rel::oid) FROM pg_database d WHERE d.datname = current_database()
+    SELECT format('pgturso_%s_%s_%s', d.oid, p_url_fn, p_token_fn) FROM pg_database d WHERE d.datname = current_database()
+$$;
+
+-- Waits until this transaction is the only one using slot `slot` (the calls and scheduled runs
+-- of the tables replicated into one Turso database share its slot), at most a minute.
+CREATE FUNCTION pgturso._lock_slot(slot text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + interval '60 seconds';
+BEGIN
+    WHILE NOT pg_try_advisory_xact_lock(x'70677474'::int, hashtext(slot)) LOOP
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'another call has been replicating into the same Turso database (slot %) for over a minute', slot
+                USING ERRCODE = 'lock_not_available',
+                      HINT = 'The tables replicated into one Turso database share a slot, decoded by one call at a time: retry once it has finished (see pg_stat_activity).';
+        END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+
+-- Replicates what the tables copied through slot `slot` have pending, in as few Turso
+-- transactions as the request limits allow (group commit: every source transaction whole, in
+-- commit order, each group with the progress row of its last one), then advances the slot past
+-- everything it has read. Returns the source transactions replicated. The caller holds
+-- _lock_slot(slot).
+CREATE FUNCTION pgturso._decode_tables(slot text, url text, token text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    oids text := (SELECT string_agg(r.relid::text, ',' ORDER BY r.relid) FROM pgturso.replications r
+                   WHERE r.slot = _decode_tables.slot AND r.kind = 'table' AND r.synced);
+    snaps jsonb := (SELECT jsonb_object_agg(r.relid::text, r.copy_snapshot) FROM pgturso.replications r
+                     WHERE r.slot = _decode_tables.slot AND r.kind = 'table' AND r.synced
+                       AND r.copy_snapshot IS NOT NULL);
+    flushed pg_lsn := pg_current_wal_flush_lsn();
+    n bigint;
+    last pg_lsn;
+BEGIN
+    IF oids IS NULL THEN
+        RETURN 0;
+    END IF;
+    -- Peeked, not consumed: the last group reaches Turso when the call ends, and only then may
+    -- the slot move past it.
+    PERFORM pgturso._arm_group_commit(slot);
+    SELECT count(*), max(x.lsn) INTO n, last
+      FROM pg_logical_slot_peek_changes(slot, NULL, NULL, 'url', url, 'auth', token, 'table_oid', oids,
+                                        'group_commit', 'on', 'skip_snapshots', coalesce(snaps, '{}')::text) x;
+    PERFORM pg_replication_slot_advance(slot, greatest(flushed, coalesce(last, flushed)));
+    -- The call read every transaction the copies' snapshots could contain.
+    UPDATE pgturso.replications r SET copy_snapshot = NULL
+     WHERE r.slot = _decode_tables.slot AND r.copy_snapshot IS NOT NULL;
+    RETURN n;
+END
 $$;
 
 CREATE FUNCTION pgturso._require_kind(rel regclass, kind text) RETURNS void
@@ -160,11 +215,10 @@ $$;
 CREATE FUNCTION pgturso._record(rel regclass, kind text, rows bigint) RETURNS void
 LANGUAGE sql AS $$
     INSERT INTO pgturso.replications AS r (name, relid, kind, slot, synced, last_run, last_status, last_error, last_rows)
-    VALUES (pgturso._qualified(rel), rel, kind,
-            CASE WHEN kind = 'table' THEN pgturso._slot_name(rel) END, true, now(), 'ok', NULL, rows)
+    VALUES (pgturso._qualified(rel), rel, kind, NULL, true, now(), 'ok', NULL, rows)
     ON CONFLICT (relid) DO UPDATE
         SET name = excluded.name, synced = true, last_run = now(), last_status = 'ok', last_error = NULL,
-            last_rows = excluded.last_rows, copy_snapshot = NULL
+            last_rows = excluded.last_rows
 $$;
 
 -- Waits until every transaction older than this one (xid mine, assigned for this) has ended.
@@ -179,34 +233,62 @@ BEGIN
 END
 $$;
 
--- Replicates the pending changes of one table now. The first call creates the table's slot and
--- copies the rows that already exist (initial sync), consistent with the slot. Returns the
--- number of transactions (or, on the first call, copied rows plus transactions) replicated.
+-- Replicates the pending changes of one table now, with those of every other table replicated
+-- into the same Turso database: they share one slot (see _target_slot), decoded once for all.
+-- The first call for a table copies the rows that already exist (initial sync), consistent with
+-- the slot, and creates the slot if this is the database's first table. Returns the number of
+-- source transactions replicated (plus, on the first call, the rows copied).
 CREATE FUNCTION @extschema@.turso_replicate_table(tbl regclass) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     c record;
-    slot text := pgturso._slot_name(tbl);
-    synced boolean;
+    r pgturso.replications;
+    tslot text;
+    fresh boolean := false;
+    other text;
     snap text;
     n bigint := 0;
 BEGIN
     PERFORM pgturso._require_kind(tbl, 'table');
     PERFORM pgturso._authorize(tbl, 'table', 'turso_replicate_table(regclass)');
     SELECT * INTO c FROM pgturso._credentials(tbl);
-    SELECT r.synced, r.copy_snapshot INTO synced, snap FROM pgturso.replications r WHERE r.relid = tbl;
-    IF NOT coalesce(synced, false) THEN
+    tslot := pgturso._target_slot(c.url_fn, c.token_fn);
+    PERFORM pgturso._lock_slot(tslot);
+    SELECT * INTO r FROM pgturso.replications x WHERE x.relid = tbl;
+    -- Copied through this slot already (a table whose credential functions changed goes to
+    -- another Turso database: it is copied there).
+    IF NOT (coalesce(r.synced, false) AND r.slot IS NOT DISTINCT FROM tslot
+            AND EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = tslot)) THEN
         IF current_setting('transaction_isolation') <> 'read committed' THEN
             RAISE EXCEPTION 'the initial copy of "%" needs READ COMMITTED', tbl
                 USING ERRCODE = 'invalid_transaction_state',
                       HINT = 'Call it outside a REPEATABLE READ or SERIALIZABLE transaction: the copy must see every row committed before the table''s slot was created.';
         END IF;
-        -- A slot left by an initial sync that failed is recreated, so the copy and the slot agree.
-        -- Creating a slot must come before any write in this transaction.
-        IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = slot) THEN
-            PERFORM pg_drop_replication_slot(slot);
+        -- One slot routes each change to one Turso table: a partition and a partitioned table
+        -- above it cannot both be replicated into one Turso database.
+        SELECT x.name INTO other FROM pgturso.replications x
+         WHERE x.slot = tslot AND x.synced AND x.relid <> tbl
+           AND EXISTS (SELECT 1 FROM pg_class k WHERE k.oid = x.relid)
+           AND (x.relid IN (SELECT a.relid FROM pg_partition_ancestors(tbl) a)
+                OR tbl IN (SELECT a.relid FROM pg_partition_ancestors(x.relid::regclass) a))
+         LIMIT 1;
+        IF other IS NOT NULL THEN
+            RAISE EXCEPTION 'cannot replicate "%": "%", a partition or partitioned table of it, is replicated into the same Turso database', tbl, other
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Replicate either the partitioned table (it includes its partitions'' rows) or its partitions, or give one of them other credential functions.';
         END IF;
-        PERFORM pgturso._create_slot(slot);
+        -- A slot that no copied table uses is left from a call that failed: made anew, so that
+        -- the copy resets the progress it may have left in Turso. Creating a slot must come
+        -- before any write in this transaction.
+        IF NOT EXISTS (SELECT 1 FROM pgturso.replications x WHERE x.slot = tslot AND x.synced
+                                                               AND x.relid <> tbl)
+           OR NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = tslot) THEN
+            IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = tslot) THEN
+                PERFORM pg_drop_replication_slot(tslot);
+            END IF;
+            PERFORM pgturso._create_slot(tslot);
+            fresh := true;
+        END IF;
         -- A transaction whose commit record precedes the slot's consistent point is not decoded,
         -- and while it is still in the ProcArray (waiting for a synchronous standby, say) a
         -- snapshot taken now would not see it either (nor list it: its xid can be past the
@@ -216,21 +298,38 @@ BEGIN
         -- The copy's snapshot is taken after the slot's consistent point, so every transaction is
         -- in the copy or decoded later; the decoding skips those the copy's snapshot saw.
         SELECT s.rows, s.snapshot INTO n, snap
-          FROM pgturso._sync_rows(tbl, c.url, c.token, true, NULL, format('SELECT * FROM %s', tbl::text), slot) s;
-        INSERT INTO pgturso.replications AS r (name, relid, kind, slot, synced, copy_snapshot)
-        VALUES (pgturso._qualified(tbl), tbl, 'table', slot, true, snap)
-        ON CONFLICT (relid) DO UPDATE SET synced = true, copy_snapshot = excluded.copy_snapshot;
+          FROM pgturso._sync_rows(tbl, c.url, c.token, true, NULL, format('SELECT * FROM %s', tbl::text),
+                                  CASE WHEN fresh THEN tslot END) s;
+        IF fresh THEN
+            -- The tables an earlier slot of this name had copied are copied again by their next call.
+            UPDATE pgturso.replications x SET synced = false, copy_snapshot = NULL
+             WHERE x.slot = tslot AND x.relid <> tbl;
+        END IF;
+        INSERT INTO pgturso.replications AS x (name, relid, kind, slot, synced, copy_snapshot)
+        VALUES (pgturso._qualified(tbl), tbl, 'table', tslot, true, snap)
+        ON CONFLICT (relid) DO UPDATE SET synced = true, copy_snapshot = excluded.copy_snapshot, slot = excluded.slot;
+        -- The slot this table had before (other credentials, or an older pgturso's slot per
+        -- table): dropped once nothing uses it.
+        PERFORM pgturso._drop_unused_slot(r.slot);
     END IF;
-    IF snap IS NOT NULL THEN
-        n := n + (SELECT count(*) FROM pg_logical_slot_get_changes(slot, NULL, NULL,
-                     'url', c.url, 'auth', c.token, 'table_oid', tbl::oid::text, 'skip_snapshot', snap));
-    ELSE
-        n := n + (SELECT count(*) FROM pg_logical_slot_get_changes(slot, NULL, NULL,
-                     'url', c.url, 'auth', c.token, 'table_oid', tbl::oid::text));
-    END IF;
+    n := n + pgturso._decode_tables(tslot, c.url, c.token);
     PERFORM pgturso._record(tbl, 'table', n);
     PERFORM pgturso._pin_credentials(tbl, c.url_fn, c.token_fn);
     RETURN n;
+END
+$$;
+
+-- Drops slot `slot` if it is the SQL API's, no replication uses it and no process does.
+CREATE FUNCTION pgturso._drop_unused_slot(slot text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF slot IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM pgturso.replications x WHERE x.slot = _drop_unused_slot.slot)
+       AND NOT EXISTS (SELECT 1 FROM pgturso.publications x WHERE x.slot = _drop_unused_slot.slot)
+       AND EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = _drop_unused_slot.slot AND NOT s.active
+                      AND s.database = current_database()) THEN
+        PERFORM pg_drop_replication_slot(slot);
+    END IF;
 END
 $$;
 
@@ -507,8 +606,9 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT
 CREATE FUNCTION @extschema@.turso_schedule_mv_replication(mv regclass, schedule text) RETURNS bigint
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ SELECT pgturso._schedule(mv, 'mv', schedule) $$;
 
--- Removes the job of a replication; with drop_slot, also its slot and state. The name is resolved
--- here, in the caller's search_path; the work is done by pgturso._unschedule.
+-- Removes the job of a replication; with drop_slot, also its state (a later call copies the
+-- table again) and, with the last table replicated into its Turso database, the slot. The name is
+-- resolved here, in the caller's search_path; the work is done by pgturso._unschedule.
 CREATE FUNCTION @extschema@.turso_unschedule(name text, drop_slot boolean DEFAULT false) RETURNS boolean
 LANGUAGE sql AS $$ SELECT pgturso._unschedule(name, to_regclass(name), drop_slot) $$;
 
@@ -535,13 +635,15 @@ BEGIN
         EXECUTE 'SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobid = $1' USING r.cron_jobid;
     END IF;
     IF drop_slot THEN
-        IF r.slot IS NOT NULL AND EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = r.slot) THEN
-            PERFORM pg_drop_replication_slot(r.slot);
-        END IF;
         IF to_regclass(format('pgturso.%I', 'shadow_' || r.relid)) IS NOT NULL THEN
             EXECUTE format('DROP TABLE pgturso.%I', 'shadow_' || r.relid);
         END IF;
         DELETE FROM pgturso.replications p WHERE p.relid = r.relid;
+        -- The slot is its Turso database's: it goes with the last table replicated there.
+        IF r.slot IS NOT NULL THEN
+            PERFORM pgturso._lock_slot(r.slot);
+            PERFORM pgturso._drop_unused_slot(r.slot);
+        END IF;
     ELSE
         UPDATE pgturso.replications p SET active = false, cron_jobid = NULL, schedule = NULL
          WHERE p.relid = r.relid;

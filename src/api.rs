@@ -32,6 +32,13 @@ mod pgturso {
         crate::decoding::slot::create_logical_slot(slot, failover);
     }
 
+    /// Internal: the next decoding call of `slot` in this session may use `group_commit`
+    /// (`pgturso._decode_tables` peeks, then advances the slot itself).
+    #[pg_extern]
+    fn _arm_group_commit(slot: &str) {
+        crate::decoding::plugin::arm_group_commit(slot);
+    }
+
     fn check_interrupts() {
         pgrx::pg_sys::check_for_interrupts!();
     }

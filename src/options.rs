@@ -75,10 +75,11 @@ pub struct Options {
     /// The token without any `Bearer ` prefix.
     pub token: Option<String>,
     pub table: Option<TableFilter>,
-    /// `table_oid`: only the table with this OID (and its partitions), whatever its name when
-    /// each change was made; what the SQL API passes, so that a rename between a change and its
-    /// decoding loses nothing.
-    pub table_oid: Option<u32>,
+    /// `table_oid`: only the tables with these OIDs (one, or several separated by commas) and
+    /// their partitions, whatever their names when each change was made; what the SQL API passes
+    /// (the tables it replicates into one Turso database), so that a rename between a change and
+    /// its decoding loses nothing.
+    pub table_oid: Option<Vec<u32>>,
     /// `publication_names`: only tables of these publications, and only the kinds of change they
     /// publish (as pgoutput does).
     pub publications: Option<Vec<String>>,
@@ -170,9 +171,13 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
             "table_name" => table = Some(parse_table(val.unwrap_or(""))?),
             "table_oid" => {
                 let v = val.unwrap_or("");
-                table_oid = Some(v.trim().parse::<u32>().ok().filter(|&o| o > 0).ok_or_else(
-                    || invalid(name, v, "Give the table's OID, e.g. 't'::regclass::oid."),
-                )?);
+                table_oid = Some(parse_oids(v).ok_or_else(|| {
+                    invalid(
+                        name,
+                        v,
+                        "Give the table's OID, e.g. 't'::regclass::oid, or several separated by commas.",
+                    )
+                })?);
             }
             "publication_names" => {
                 let v = val.unwrap_or("");
@@ -430,6 +435,13 @@ fn parse_token(v: &str) -> Result<Option<String>, PgTursoError> {
 }
 
 /// `{"<relation OID>": "xmin:xmax:xip,...", ...}`.
+/// `16384` or `16384,16390`: positive OIDs, at least one.
+fn parse_oids(v: &str) -> Option<Vec<u32>> {
+    v.split(',')
+        .map(|o| o.trim().parse::<u32>().ok().filter(|&o| o > 0))
+        .collect::<Option<Vec<u32>>>()
+}
+
 fn parse_skip_snapshots(v: &str) -> Option<std::collections::HashMap<u32, SkipSnapshot>> {
     let map: std::collections::HashMap<String, String> = serde_json::from_str(v).ok()?;
     map.into_iter()

@@ -640,6 +640,9 @@ fn a_credentials_function_earlier_on_the_search_path_redirects_nothing() {
         "0"
     );
     // A recorded function dropped and created anew is looked up again, in the extension's schema.
+    // It may name another Turso database: the table is copied anew (its 3 rows), through the
+    // slot of the new pair of functions, and the old slot, which nothing uses any more, goes.
+    let old_slot = one(&mut c, "SELECT slot FROM pgturso.replications").unwrap();
     c.batch_execute(&format!(
         "RESET search_path; DROP FUNCTION public.turso_url();
          CREATE FUNCTION public.turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$;
@@ -649,9 +652,18 @@ fn a_credentials_function_earlier_on_the_search_path_redirects_nothing() {
     .unwrap();
     assert_eq!(
         one(&mut c, "SELECT turso_replicate_table('t')").unwrap(),
-        "1"
+        "3"
     );
     assert_eq!(count(&sqld, "t"), 3);
+    let new_slot = one(&mut c, "SELECT slot FROM pgturso.replications").unwrap();
+    assert_ne!(new_slot, old_slot);
+    assert_eq!(
+        one(
+            &mut c,
+            &format!("SELECT string_agg(slot_name, ',') FROM pg_replication_slots WHERE slot_name IN ('{old_slot}', '{new_slot}')")
+        ),
+        Some(new_slot)
+    );
     // One that a role other than a superuser owns would run that role's code with the extension
     // owner's rights: refused, with the fix in the hint.
     c.batch_execute(
@@ -831,4 +843,132 @@ fn sqld_stop_and_fail(c: &mut postgres::Client) {
         .batch_execute("SELECT turso_replicate_table('t')")
         .unwrap_err();
     assert_eq!(db_error(&err).0, "08006");
+}
+
+/// The tables replicated into one Turso database share one slot: one call replicates what all of
+/// them have pending, its transactions grouped into few Turso transactions (group commit), and
+/// concurrent calls wait for each other instead of failing on the busy slot. The slot goes with
+/// the last of its tables; a partition and its partitioned table cannot share one.
+#[test]
+fn tables_of_one_turso_database_share_one_slot_and_commit_in_groups() {
+    let sqld = Sqld::start("shared", true);
+    let proxy = common::proxy::Proxy::start(sqld.port, |_| common::proxy::Action::Forward);
+    let mut c = pg().fresh_db("shared");
+    c.batch_execute(&format!(
+        "CREATE FUNCTION turso_token() RETURNS text LANGUAGE SQL AS $$ SELECT '{}'; $$;
+         CREATE FUNCTION turso_url() RETURNS text LANGUAGE SQL AS $$ SELECT '{}'; $$;
+         CREATE EXTENSION pgturso;
+         CREATE TABLE a(id int primary key, v text);
+         CREATE TABLE b(id int primary key, n int);
+         INSERT INTO a VALUES (0, 'zero'); INSERT INTO b VALUES (1, 0);",
+        sqld.token(),
+        proxy.url()
+    ))
+    .unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('a')").unwrap(),
+        "1"
+    );
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('b')").unwrap(),
+        "1"
+    );
+    let slots = "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgturso_%' AND database = current_database()";
+    assert_eq!(one(&mut c, slots).unwrap(), "1", "one slot for both tables");
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(DISTINCT slot) FROM turso_replication_status"
+        )
+        .unwrap(),
+        "1"
+    );
+
+    // 300 transactions, each writing both tables (b's row is hot).
+    for i in 1..=300 {
+        c.batch_execute(&format!(
+            "BEGIN; INSERT INTO a VALUES ({i}, 'v{i}'); UPDATE b SET n = n + 1 WHERE id = 1; COMMIT;"
+        ))
+        .unwrap();
+    }
+    let before = proxy.requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('a')").unwrap(),
+        "300",
+        "a's call replicates every transaction of both tables"
+    );
+    let requests = proxy.requests.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        requests < 30,
+        "300 transactions took {requests} requests: not grouped"
+    );
+    common::assert_mirror(&mut c, &sqld, "a", "id, v");
+    common::assert_mirror(&mut c, &sqld, "b", "id, n");
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('b')").unwrap(),
+        "0"
+    );
+
+    // A call holding the slot (its transaction open): another call waits for it, then goes on.
+    let mut holder = pg().connect("shared");
+    holder
+        .batch_execute(
+            "BEGIN; INSERT INTO a VALUES (1000, 'x'); SELECT turso_replicate_table('a');",
+        )
+        .unwrap();
+    let waiter = std::thread::spawn(|| {
+        let mut w = pg().connect("shared");
+        w.batch_execute("INSERT INTO b VALUES (2, 2)").unwrap();
+        one(&mut w, "SELECT turso_replicate_table('b')").unwrap()
+    });
+    common::wait_until(
+        "the second call to wait for the slot",
+        Duration::from_secs(30),
+        || {
+            one(
+            &mut c,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT turso_replicate_table(''b'')%' AND wait_event = 'PgSleep'",
+        )
+        .unwrap()
+            == "1"
+        },
+    );
+    holder.batch_execute("COMMIT").unwrap();
+    assert_eq!(
+        waiter.join().unwrap(),
+        "2",
+        "a's insert and b's, both committed by then"
+    );
+    common::assert_mirror(&mut c, &sqld, "a", "id, v");
+    common::assert_mirror(&mut c, &sqld, "b", "id, n");
+
+    // A partition of a replicated partitioned table: refused, nothing created.
+    c.batch_execute(
+        "CREATE TABLE p(id int primary key) PARTITION BY RANGE (id);
+         CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (100);",
+    )
+    .unwrap();
+    assert_eq!(
+        one(&mut c, "SELECT turso_replicate_table('p')").unwrap(),
+        "0"
+    );
+    let err = c
+        .batch_execute("SELECT turso_replicate_table('p1')")
+        .unwrap_err();
+    let (code, message, _, hint) = db_error(&err);
+    assert_eq!(code, "55000", "{message}");
+    assert!(message.contains("same Turso database"), "{message}");
+    assert!(hint.contains("either the partitioned table"), "{hint}");
+
+    // The slot stays while a table uses it, and goes with the last.
+    for t in ["p", "a"] {
+        c.batch_execute(&format!(
+            "SELECT turso_unschedule('{t}', drop_slot => true)"
+        ))
+        .unwrap();
+        assert_eq!(one(&mut c, slots).unwrap(), "1");
+    }
+    c.batch_execute("SELECT turso_unschedule('b', drop_slot => true)")
+        .unwrap();
+    assert_eq!(one(&mut c, slots).unwrap(), "0");
 }

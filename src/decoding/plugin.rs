@@ -240,13 +240,14 @@ unsafe extern "C-unwind" fn pgturso_startup(
             Ok(o) => o,
             Err(e) => raise(e, &[]),
         };
-        if options.group_commit && !in_publication_worker() {
-            raise(PgTursoError::GroupCommitOutsideWorker, &options.secrets());
-        }
-        publication::reset();
         let slot = CStr::from_ptr((*(*ctx).slot).data.name.data.as_ptr())
             .to_string_lossy()
             .into_owned();
+        let armed = take_group_commit_armed(&slot);
+        if options.group_commit && !armed && !in_publication_worker() {
+            raise(PgTursoError::GroupCommitOutsideWorker, &options.secrets());
+        }
+        publication::reset();
         let system_id = pg_sys::GetSystemIdentifier().to_string();
         let transport = HttpTransport::new(
             options.base_url.clone(),
@@ -309,6 +310,27 @@ unsafe extern "C-unwind" fn pgturso_startup(
         (*cb).next = std::ptr::null_mut();
         pg_sys::MemoryContextRegisterResetCallback((*ctx).context, cb);
     }
+}
+
+thread_local! {
+    /// The slot whose next decoding call may use `group_commit` in this backend (see
+    /// [`arm_group_commit`]).
+    static GROUP_COMMIT_ARMED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Lets the next decoding call of `slot` in this backend use `group_commit`: the SQL API's
+/// `pgturso._decode_tables` calls it right before `pg_logical_slot_peek_changes`, and advances
+/// the slot itself once that call (and so Turso's last commit) has returned.
+pub fn arm_group_commit(slot: &str) {
+    GROUP_COMMIT_ARMED.with(|a| *a.borrow_mut() = Some(slot.to_string()));
+}
+
+/// Whether `slot` was armed (see [`arm_group_commit`]); disarms it either way.
+fn take_group_commit_armed(slot: &str) -> bool {
+    GROUP_COMMIT_ARMED
+        .with(|a| a.borrow_mut().take())
+        .as_deref()
+        == Some(slot)
 }
 
 /// This process is pgturso's publication worker (see `crate::worker`), the only user of
@@ -427,10 +449,11 @@ unsafe fn target(options: &Options, info: &tuple::RelInfo, kind: Kind, xid: u32)
     let mut target = relid;
     let mut columns = None;
     let mut filters = None;
-    if let Some(oid) = options.table_oid.map(pg_sys::Oid::from) {
-        if relid != oid {
+    if let Some(oids) = &options.table_oid {
+        let listed = |o: &pg_sys::Oid| oids.contains(&o.to_u32());
+        if !listed(&relid) {
             // SAFETY: as the caller guarantees.
-            target = info.ancestors.iter().copied().find(|&a| a == oid)?;
+            target = info.ancestors.iter().copied().find(listed)?;
         }
     } else if let Some(f) = &options.table {
         if !f.matches(&table.pg_schema, &table.pg_name) {
@@ -861,10 +884,12 @@ unsafe extern "C-unwind" fn pgturso_message(
             .drop
             .split_once('.')
             .and_then(|(_, o)| o.parse::<u32>().ok());
-        if state.options.table_oid.is_some_and(|t| Some(t) != oid) {
-            return;
+        if let Some(oids) = &state.options.table_oid {
+            if !oid.is_some_and(|o| oids.contains(&o)) {
+                return;
+            }
         }
-        let only = match (&state.options.table, state.options.table_oid) {
+        let only = match (&state.options.table, &state.options.table_oid) {
             (Some(f), None) => Some(Table::turso_name_for(&f.schema, &f.name)),
             _ => None,
         };

@@ -330,8 +330,14 @@ fn auth_and_auth_file_together_are_refused() {
 #[test]
 fn table_oid_is_a_positive_oid() {
     let o = opts(&[("url", Some("http://h/")), ("table_oid", Some(" 16384 "))]).unwrap();
-    assert_eq!(o.table_oid, Some(16384));
-    for bad in ["0", "-1", "t", ""] {
+    assert_eq!(o.table_oid, Some(vec![16384]));
+    let o = opts(&[
+        ("url", Some("http://h/")),
+        ("table_oid", Some("16384, 16390")),
+    ])
+    .unwrap();
+    assert_eq!(o.table_oid, Some(vec![16384, 16390]));
+    for bad in ["0", "-1", "t", "", "16384,", "16384,0", "1;2"] {
         let e = opts(&[("url", Some("http://h/")), ("table_oid", Some(bad))]).unwrap_err();
         assert!(e.to_string().contains("table_oid"), "{bad}: {e}");
     }
