@@ -162,6 +162,21 @@ BEGIN
 END
 $$;
 
+-- After a decoding call that replicated something: when slot `slot`'s restart point trails its
+-- confirmed position by more than 256 kB, a record of the running transactions goes into the WAL
+-- (as the background writer writes every 15 s), so that the next call can start decoding from
+-- there instead of reading that WAL again (see src/decoding/slot.rs).
+CREATE FUNCTION pgturso._keep_restart_close(slot text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_replication_slots s
+                WHERE s.slot_name = _keep_restart_close.slot
+                  AND pg_wal_lsn_diff(s.confirmed_flush_lsn, s.restart_lsn) > 256 * 1024) THEN
+        PERFORM pgturso._log_running_transactions();
+    END IF;
+END
+$$;
+
 -- Replicates what the tables copied through slot `slot` have pending, in as few Turso
 -- transactions as the request limits allow (group commit: every source transaction whole, in
 -- commit order, each group with the progress row of its last one), then advances the slot past
@@ -189,6 +204,9 @@ BEGIN
       FROM pg_logical_slot_peek_changes(slot, NULL, NULL, 'url', url, 'auth', token, 'table_oid', oids,
                                         'group_commit', 'on', 'skip_snapshots', coalesce(snaps, '{}')::text) x;
     PERFORM pg_replication_slot_advance(slot, greatest(flushed, coalesce(last, flushed)));
+    IF n > 0 THEN
+        PERFORM pgturso._keep_restart_close(slot);
+    END IF;
     -- The call read every transaction the copies' snapshots could contain.
     UPDATE pgturso.replications r SET copy_snapshot = NULL
      WHERE r.slot = _decode_tables.slot AND r.copy_snapshot IS NOT NULL;
@@ -954,6 +972,9 @@ BEGIN
                   'group_commit', 'on', 'skip_snapshots', coalesce(r.copy_snapshots, '{}')) x;
         PERFORM pg_replication_slot_advance(r.slot,
             CASE WHEN n < max_txns THEN greatest(flushed, coalesce(last, flushed)) ELSE last END);
+        IF n > 0 THEN
+            PERFORM pgturso._keep_restart_close(r.slot);
+        END IF;
         UPDATE pgturso.publications x
            SET state = 'streaming', txns = x.txns + n, rows = x.rows + nrows,
                -- Caught up with the WAL flushed at the start: what came since was committed
@@ -1107,7 +1128,8 @@ FROM pgturso.publications p
 LEFT JOIN pg_replication_slots s ON s.slot_name = p.slot
 LEFT JOIN LATERAL (SELECT g.relid, g.param3, g.param11, g.param13, g.param14
                      FROM pg_stat_get_progress_info('COPY') g
-                    WHERE g.pid IN (SELECT pgturso._workers(p.id)) AND g.param5 = 2
+                    WHERE g.param5 = 2 AND g.param12 = (SELECT pub.oid FROM pg_publication pub WHERE pub.pubname = p.pubname)
+                      AND g.datid = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
                     LIMIT 1) cp ON true
 UNION ALL
 -- A first turso_start still copying: its replication is written when it commits, its copies are

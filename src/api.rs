@@ -39,6 +39,13 @@ mod pgturso {
         crate::decoding::plugin::arm_group_commit(slot);
     }
 
+    /// Internal: a record of the running transactions in the WAL, so that a slot whose restart
+    /// point trails far behind can move it up (see `decoding::slot::log_running_transactions`).
+    #[pg_extern]
+    fn _log_running_transactions() {
+        crate::decoding::slot::log_running_transactions();
+    }
+
     fn check_interrupts() {
         pgrx::pg_sys::check_for_interrupts!();
     }

@@ -122,9 +122,6 @@ const LAUNCH_WAIT: Duration = Duration::from_millis(5);
 /// The first key of the advisory lock a worker holds on its replication (`pg_locks.classid`; the
 /// second is the replication's id): "pgtu".
 const WORKER_LOCK_CLASS: i32 = 0x7067_7475;
-/// How far (bytes of WAL) a slot's restart point may trail its confirmed position before the
-/// worker logs the running transactions so that it can move up.
-const RESTART_BEHIND_BYTES: i64 = 256 * 1024;
 /// Transactions per step at most, so that the row's figures move during a long catch-up.
 const STEP_TXNS: i32 = 10_000;
 
@@ -325,20 +322,6 @@ fn step(id: i32, mut slot: Option<String>) -> (Option<i64>, Option<String>) {
         "SELECT pgturso._publication_step($1, $2)",
         &[id.into(), STEP_TXNS.into()],
     );
-    // After replicating, keep the slot's restart point close to its confirmed position (see
-    // log_running_transactions): the next step then reads little WAL twice.
-    if n.is_some_and(|n| n > 0) {
-        let behind = slot.as_deref().and_then(|name| {
-            crate::spi::one::<bool>(
-                "SELECT pg_catalog.pg_wal_lsn_diff(confirmed_flush_lsn, restart_lsn) > $2
-                   FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-                &[name.into(), RESTART_BEHIND_BYTES.into()],
-            )
-        });
-        if behind == Some(true) {
-            crate::decoding::slot::log_running_transactions();
-        }
-    }
     (n.filter(|&n| n >= -1 || n == -3), slot)
 }
 

@@ -896,3 +896,97 @@ fn drop_extension_and_drop_database_end_the_worker_for_good() {
     );
     assert_eq!(failed(&log), before, "a worker tried to connect again");
 }
+
+/// The faults of a real deployment, one after another while an application keeps writing (a
+/// pgbench-like stream of transactions on a keyed and a keyless table): the worker terminated,
+/// every response of Turso lost after its commit, sqld killed and started again. After each the
+/// worker recovers by itself, the status view says what is happening meanwhile (never the token),
+/// and at the end Turso equals PostgreSQL with no duplicate.
+#[test]
+fn faults_under_load_are_recovered_from_and_shown_truly() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut sqld = Sqld::start("worker_faults", true);
+    let lose = Arc::new(AtomicBool::new(false));
+    let flag = lose.clone();
+    let proxy = Proxy::start(sqld.port, move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Action::ForwardThenDrop
+        } else {
+            Action::Forward
+        }
+    });
+    let mut c = setup("worker_faults", &sqld);
+    c.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE sql AS $$ SELECT '{}' $$",
+        proxy.url()
+    ))
+    .unwrap();
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    let load = Load::start("worker_faults", Duration::from_millis(5), app_transaction);
+    let loaded = |sqld: &Sqld| -> i64 {
+        sqld.query_text("SELECT count(*) FROM events WHERE v LIKE 'load%'")[0][0]
+            .as_deref()
+            .unwrap_or("0")
+            .parse()
+            .unwrap()
+    };
+    let grows = |c: &mut postgres::Client, sqld: &Sqld, what: &str| {
+        let before = loaded(sqld);
+        wait_for(what, || loaded(sqld) > before);
+        wait_for("streaming in the status view", || {
+            status(c)[..2] == [Some("true".into()), Some("streaming".into())]
+        });
+    };
+    grows(&mut c, &sqld, "the load in Turso");
+
+    // The worker terminated: PostgreSQL starts it again, and it goes on.
+    let pid = worker_pid(&mut c).unwrap();
+    c.batch_execute(&format!("SELECT pg_terminate_backend({pid})"))
+        .unwrap();
+    wait_for("another worker", || {
+        worker_pid(&mut c).is_some_and(|p| p != pid)
+    });
+    grows(&mut c, &sqld, "the load in Turso after the termination");
+
+    // Every response lost after Turso committed: the worker cannot know, waits for Turso and
+    // retries; the transactions Turso has are skipped by their progress row.
+    lose.store(true, Ordering::SeqCst);
+    wait_for("waiting for Turso while responses are lost", || {
+        status(&mut c)[1].as_deref() == Some("waiting for Turso")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    lose.store(false, Ordering::SeqCst);
+    wait_for("streaming again after the lost responses", || {
+        status(&mut c)[1].as_deref() == Some("streaming")
+    });
+    grows(&mut c, &sqld, "the load in Turso after the lost responses");
+
+    // sqld killed, and started again on its data.
+    sqld.kill();
+    wait_for("waiting for Turso while sqld is down", || {
+        status(&mut c)[1].as_deref() == Some("waiting for Turso")
+    });
+    let error = status(&mut c)[2].clone().unwrap_or_default();
+    assert!(!error.is_empty(), "the status view names the error");
+    assert!(!error.contains(sqld.token()), "{error}");
+    std::thread::sleep(Duration::from_secs(3));
+    sqld.restart();
+    assert_eq!(
+        proxy.url(),
+        format!("http://127.0.0.1:{}/", proxy.port),
+        "same proxy"
+    );
+    wait_for("streaming again after sqld's restart", || {
+        status(&mut c)[1].as_deref() == Some("streaming")
+    });
+    grows(&mut c, &sqld, "the load in Turso after sqld's restart");
+
+    let committed = load.stop();
+    assert!(
+        committed > 200,
+        "the load committed {committed} transactions"
+    );
+    wait_for("an exact mirror", || mirrored(&mut c, &sqld));
+    one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
+}
