@@ -5,7 +5,7 @@
 # which Turso received the transactions, the catch-up time after pgbench stops, the end-to-end lag
 # (commit in PostgreSQL -> visible in Turso) percentiles, test_decoding's decode time of the same
 # WAL, a backlog of 5,000 one-row transactions (direct and with every request to sqld delayed
-# 25 ms), and whether the tables are equal; then the targets, met or missed.
+# 25 ms; by the worker, and by one turso_replicate_table call of the SQL API), and whether the tables are equal; then the targets, met or missed.
 # The lag: a second pgbench (-c 1 -R 20, same -T) inserts rows into lag_probe(id, t = PostgreSQL's
 # clock_timestamp()), also in the publication; bench/lag.py polls sqld every 20 ms and takes, for
 # each row, the time it was first seen minus t (an upper bound by the polling interval). It writes
@@ -114,9 +114,27 @@ backlog() {
   backlog_rate=$(python3 -c "print(f'{5000 / ($t1 - $t0):.0f}')")
   [ "$(turso_query "SELECT count(*), sum(v) FROM one_row" | tail -1)" = "$(q -c "SELECT count(*) || E'\t' || sum(v) FROM one_row")" ] || { equal=no; echo "MISMATCH one_row ($2)"; }
 }
+# sqlapi FIRST LABEL: the SQL API on the same backlog, for comparison: 5,000 one-row transactions
+# into sqlapi_row (ids FIRST on; not in the publication, replicated by turso_replicate_table through
+# its Turso database's slot), then ONE turso_replicate_table call, timed by the server; sets
+# sqlapi_s and sqlapi_rate and checks sqlapi_row in Turso.
+sqlapi() {
+  for i in $(seq "$1" $(( $1 + 4999 ))); do echo "INSERT INTO sqlapi_row VALUES ($i, $i);"; done | q -v ON_ERROR_STOP=1 >/dev/null
+  local out n ms
+  out=$(printf '\\timing on\nSELECT turso_replicate_table(%s);\n' "'sqlapi_row'" | q -v ON_ERROR_STOP=1)
+  n=$(head -1 <<<"$out")
+  ms=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' <<<"$out")
+  [ "$n" = 5000 ] && [ -n "$ms" ] || { echo "measurement failed: turso_replicate_table ($2): $out" >&2; exit 2; }
+  sqlapi_s=$(python3 -c "print(f'{$ms / 1000:.2f}')")
+  sqlapi_rate=$(python3 -c "print(f'{5000 / ($ms / 1000):.0f}')")
+  [ "$(turso_query "SELECT count(*), sum(v) FROM sqlapi_row" | tail -1)" = "$(q -c "SELECT count(*) || E'\t' || sum(v) FROM sqlapi_row")" ] || { equal=no; echo "MISMATCH sqlapi_row ($2)"; }
+}
 q -c "CREATE TABLE one_row(id int PRIMARY KEY, v int)" -c "ALTER PUBLICATION bench ADD TABLE one_row" >/dev/null
+q -c "CREATE TABLE sqlapi_row(id int PRIMARY KEY, v int)" -c "SELECT turso_replicate_table('sqlapi_row')" >/dev/null
 backlog 1 direct
 direct_s=$backlog_s direct_rate=$backlog_rate
+sqlapi 1 direct
+sqlapi_direct_s=$sqlapi_s sqlapi_direct_rate=$sqlapi_rate
 # The same with every request to sqld delayed by 25 ms (a Turso region away).
 proxy_port=$(free_port)
 python3 "$ROOT/bench/delay_proxy.py" "$proxy_port" "$SQLD_PORT" 25 &
@@ -126,6 +144,7 @@ for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$proxy_port") 2>/dev/null &&
 q -c "CREATE OR REPLACE FUNCTION turso_url() RETURNS text LANGUAGE sql AS \$\$ SELECT 'http://127.0.0.1:$proxy_port/' \$\$" >/dev/null
 backlog 5001 delayed
 delayed_s=$backlog_s delayed_rate=$backlog_rate
+sqlapi 5001 delayed
 backlog_s=$direct_s backlog_rate=$direct_rate
 echo "pgbench -s $SCALE, -c 4 -j 2 -T $SECS alone: $alone tps"
 echo "pgbench -s $SCALE, -c 4 -j 2 -T $SECS while the worker replicates: $xacts transactions, $tps tps (and $probes lag probe rows)"
@@ -138,6 +157,7 @@ echo "lag over time: $results"
 echo "test_decoding decoding the same WAL ($td_changes rows of output): $td_s s (pgbench ran $SECS s)"
 echo "5,000 one-row transactions (a backlog): $backlog_s s, $backlog_rate transactions/s"
 echo "the same, every request to sqld delayed 25 ms: $delayed_s s, $delayed_rate transactions/s"
+echo "the SQL API on the same backlog, one turso_replicate_table call: $sqlapi_direct_s s, $sqlapi_direct_rate transactions/s; delayed 25 ms: $sqlapi_s s, $sqlapi_rate transactions/s"
 echo "tables equal: $equal"
 met() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo met; else echo missed; fi; }
 echo "target: catch-up <= 1 s: $(met "$catchup <= 1")"

@@ -162,6 +162,14 @@ BEGIN
 END
 $$;
 
+-- How long a group of source transactions stays open in one Turso transaction (plugin option
+-- group_max_ms): the setting pgturso.group_max_ms (ALTER SYSTEM, ALTER DATABASE … SET, or for
+-- the SQL API the session), 200 by default.
+CREATE FUNCTION pgturso._group_max_ms() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(nullif(current_setting('pgturso.group_max_ms', true), ''), '200')
+$$;
+
 -- After a decoding call that replicated something: when slot `slot`'s restart point trails its
 -- confirmed position by more than 256 kB, a record of the running transactions goes into the WAL
 -- (as the background writer writes every 15 s), so that the next call can start decoding from
@@ -202,7 +210,8 @@ BEGIN
     PERFORM pgturso._arm_group_commit(slot);
     SELECT count(*), max(x.lsn) INTO n, last
       FROM pg_logical_slot_peek_changes(slot, NULL, NULL, 'url', url, 'auth', token, 'table_oid', oids,
-                                        'group_commit', 'on', 'skip_snapshots', coalesce(snaps, '{}')::text) x;
+                                        'group_commit', 'on', 'group_max_ms', pgturso._group_max_ms(),
+                                        'skip_snapshots', coalesce(snaps, '{}')::text) x;
     PERFORM pg_replication_slot_advance(slot, greatest(flushed, coalesce(last, flushed)));
     IF n > 0 THEN
         PERFORM pgturso._keep_restart_close(slot);
@@ -969,7 +978,8 @@ BEGIN
           INTO n, last, nrows
           FROM pg_logical_slot_peek_changes(r.slot, NULL, max_txns,
                   'url', c.url, 'auth', c.token, 'publication_names', quote_ident(r.pubname),
-                  'group_commit', 'on', 'skip_snapshots', coalesce(r.copy_snapshots, '{}')) x;
+                  'group_commit', 'on', 'group_max_ms', pgturso._group_max_ms(),
+                  'skip_snapshots', coalesce(r.copy_snapshots, '{}')) x;
         PERFORM pg_replication_slot_advance(r.slot,
             CASE WHEN n < max_txns THEN greatest(flushed, coalesce(last, flushed)) ELSE last END);
         IF n > 0 THEN

@@ -67,6 +67,9 @@ impl SkipSnapshot {
     }
 }
 
+/// How long a group of transactions stays open by default (`group_max_ms`).
+pub const DEFAULT_GROUP_MAX: Duration = Duration::from_millis(200);
+
 /// Validated plugin options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -100,6 +103,9 @@ pub struct Options {
     /// the decoding call. Only for pgturso's publication worker, which decodes with
     /// `pg_logical_slot_peek_changes` and advances the slot once Turso has committed.
     pub group_commit: bool,
+    /// `group_max_ms`: with group commit, a group open this long is committed at the next
+    /// source commit (the next one starts another).
+    pub group_max: Duration,
     /// `drop_tables`: a replicated table dropped in PostgreSQL is dropped in Turso too (needs
     /// the extension in the database, whose event trigger announces drops in the WAL).
     pub drop_tables: bool,
@@ -146,6 +152,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
     let mut limits = Limits::default();
     let mut streaming = true;
     let mut group_commit = false;
+    let mut group_max = DEFAULT_GROUP_MAX;
     let mut decoding_work_mem_kb = None;
     let mut table_oid = None;
     let mut drop_tables = false;
@@ -224,6 +231,10 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
                 let ms = parse_int(name, val, 1, 3_600_000, "milliseconds")?;
                 timeout = Duration::from_millis(ms as u64);
             }
+            "group_max_ms" => {
+                let ms = parse_int(name, val, 1, 3_600_000, "milliseconds")?;
+                group_max = Duration::from_millis(ms as u64);
+            }
             "max_request_records" => {
                 limits.max_records = parse_int(name, val, 1, 1_000_000, "records")?;
             }
@@ -270,6 +281,7 @@ pub fn parse(raw: &[(String, Option<String>)]) -> Result<Options, PgTursoError> 
         limits,
         streaming,
         group_commit,
+        group_max,
         drop_tables,
         decoding_work_mem_kb,
     })

@@ -254,6 +254,11 @@ pub extern "C-unwind" fn pgturso_worker_main(arg: pg_sys::Datum) {
     // EXTENSION); a full step still runs every IDLE_CHECK.
     let mut idle: Option<(u64, std::time::Instant)> = None;
     loop {
+        if BackgroundWorker::sighup_received() {
+            // pg_reload_conf(): settings such as pgturso.group_max_ms apply from the next step.
+            // SAFETY: what every process does on SIGHUP, outside any transaction.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
         if let Some((flushed, at)) = idle {
             if crate::decoding::wal::flushed() == flushed && at.elapsed() < IDLE_CHECK {
                 if !BackgroundWorker::wait_latch(Some(IDLE_WAIT)) {

@@ -990,3 +990,39 @@ fn faults_under_load_are_recovered_from_and_shown_truly() {
     wait_for("an exact mirror", || mirrored(&mut c, &sqld));
     one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
 }
+
+/// The group bound is a setting the worker reads (`pgturso.group_max_ms`): a bad value is an
+/// `error` in the status view naming it, and replication goes on once it is mended.
+#[test]
+fn the_group_bound_setting_reaches_the_worker() {
+    let sqld = Sqld::start("worker_gm", true);
+    let mut c = setup("worker_gm", &sqld);
+    one(&mut c, "SELECT turso_start('app')").unwrap();
+    // One statement at a time: a worker reads the database's settings when it connects, which
+    // may be before turso_start's transaction has ended.
+    for sql in [
+        "ALTER DATABASE worker_gm SET pgturso.group_max_ms = '0'",
+        "SELECT turso_stop('app')",
+        "SELECT turso_start('app')",
+        "INSERT INTO events VALUES ('while misconfigured')",
+    ] {
+        c.batch_execute(sql).unwrap();
+    }
+    wait_for("the error in the status view", || {
+        let s = status(&mut c);
+        s[1].as_deref() == Some("error")
+            && s[2].as_deref().is_some_and(|e| e.contains("group_max_ms"))
+    });
+    assert!(!mirrored(&mut c, &sqld));
+    for sql in [
+        "ALTER DATABASE worker_gm SET pgturso.group_max_ms = '50'",
+        "SELECT turso_stop('app')",
+        "SELECT turso_start('app')",
+    ] {
+        c.batch_execute(sql).unwrap();
+    }
+    wait_for("the mirror with the setting mended", || {
+        mirrored(&mut c, &sqld)
+    });
+    one(&mut c, "SELECT turso_stop('app', drop => true)").unwrap();
+}

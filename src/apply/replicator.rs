@@ -174,6 +174,10 @@ pub struct Replicator<T: Transport> {
     grouping: bool,
     held: Option<Txn>,
     held_progress: Option<Progress>,
+    /// A group open this long is committed at the next source commit (see [`group`]).
+    group_max_age: Duration,
+    /// When the held group's first transaction was held.
+    group_started: Option<Instant>,
 }
 
 impl<T: Transport> Replicator<T> {
@@ -196,6 +200,8 @@ impl<T: Transport> Replicator<T> {
             grouping: false,
             held: None,
             held_progress: None,
+            group_max_age: group::DEFAULT_MAX_AGE,
+            group_started: None,
         }
     }
 

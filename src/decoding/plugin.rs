@@ -283,7 +283,9 @@ unsafe extern "C-unwind" fn pgturso_startup(
         let mut replicator = Replicator::new(transport, system_id, slot, options.limits)
             .with_source_name(tuple::turso_name_of);
         if options.group_commit {
-            replicator = replicator.with_group_commit();
+            replicator = replicator
+                .with_group_commit()
+                .with_group_max_age(options.group_max);
         }
         let state = Box::new(State {
             replicator: replicator

@@ -342,3 +342,15 @@ fn table_oid_is_a_positive_oid() {
         assert!(e.to_string().contains("table_oid"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn group_max_ms_bounds_a_group_s_age() {
+    let o = opts(&[("url", Some("http://h/"))]).unwrap();
+    assert_eq!(o.group_max, DEFAULT_GROUP_MAX);
+    let o = opts(&[("url", Some("http://h/")), ("group_max_ms", Some("50"))]).unwrap();
+    assert_eq!(o.group_max, Duration::from_millis(50));
+    for bad in ["0", "-1", "x", "3600001"] {
+        let e = opts(&[("url", Some("http://h/")), ("group_max_ms", Some(bad))]).unwrap_err();
+        assert!(e.to_string().contains("group_max_ms"), "{bad}: {e}");
+    }
+}

@@ -2,7 +2,11 @@
 //!
 //! With [`Replicator::with_group_commit`], the COMMIT of a decoded transaction leaves its Turso
 //! transaction open, and the next decoded transaction goes on in it; [`Replicator::finish_group`]
-//! commits them all, with the progress row of the last one. Only whole source transactions are
+//! commits them all, with the progress row of the last one. A group also closes (is committed,
+//! and the next decoded transaction starts another) at a source commit once it has filled a
+//! request (`max_request_records` / `max_request_bytes`: it travels already) or has been open for
+//! `group_max_ms` (default [`DEFAULT_MAX_AGE`]), so that Turso sees a long catch-up in steps and
+//! no Turso transaction stays open long. Only whole source transactions are
 //! in a group, so each is still all or nothing in Turso, in commit order; the group's first
 //! request carries the progress guard of its first transaction, so a late or resent copy of it
 //! is a no-op as for a single transaction. Whoever groups must confirm a transaction to
@@ -10,6 +14,9 @@
 //! `pg_logical_slot_peek_changes` and advances the slot afterwards).
 
 use super::*;
+
+/// How long a group stays open, by default, before the next source commit closes it.
+pub const DEFAULT_MAX_AGE: Duration = crate::options::DEFAULT_GROUP_MAX;
 
 /// The Turso side of the held group, going on for the decoded transaction at `lsn`.
 pub(super) fn continued(mut held: Txn, lsn: u64) -> Txn {
@@ -27,6 +34,12 @@ impl<T: Transport> Replicator<T> {
     /// Groups decoded transactions (see the module documentation).
     pub fn with_group_commit(mut self) -> Self {
         self.grouping = true;
+        self
+    }
+
+    /// How long a group stays open at most (closed at the first source commit after that).
+    pub fn with_group_max_age(mut self, age: Duration) -> Self {
+        self.group_max_age = age;
         self
     }
 
@@ -58,7 +71,17 @@ impl<T: Transport> Replicator<T> {
             txn.lsn = p.lsn;
             txn.xid = p.xid.unwrap_or(0);
             txn.commit_time = p.commit_time;
+            // Full (a request of it travels already, or the next would) or old enough: closed
+            // here, at a source commit.
+            let full = txn.stream.is_some()
+                || txn.pending_request.is_some()
+                || txn.pending_records >= self.limits.max_records
+                || txn.pending_bytes >= self.limits.max_bytes;
             self.held = Some(txn);
+            let started = *self.group_started.get_or_insert_with(Instant::now);
+            if full || started.elapsed() >= self.group_max_age {
+                self.finish_group()?;
+            }
         }
         Ok(line)
     }
@@ -66,6 +89,7 @@ impl<T: Transport> Replicator<T> {
     /// Commits the held group in Turso, with the progress of its last transaction. Returns the
     /// LSN of that transaction, `None` when nothing was held.
     pub fn finish_group(&mut self) -> Result<Option<u64>, PgTursoError> {
+        self.group_started = None;
         let Some(mut txn) = self.held.take() else {
             return Ok(None);
         };
@@ -110,5 +134,6 @@ impl<T: Transport> Replicator<T> {
             self.txn = self.held.take();
         }
         self.held_progress = None;
+        self.group_started = None;
     }
 }

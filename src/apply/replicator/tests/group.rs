@@ -116,12 +116,84 @@ fn an_error_in_a_group_rolls_back_the_held_transaction() {
         r.change(&table(), insert(lsn as i64 + 1)).unwrap();
         r.commit().unwrap();
     }
-    // The group already travels (one record per request); an error ends the session.
+    // Each group travelled (one record per request), so it closed at its commit; the third
+    // transaction is travelling when an error ends the session.
+    r.begin(0x300, 3).unwrap();
+    r.change(&table(), insert(0x300)).unwrap();
+    r.change(&table(), insert(0x301)).unwrap();
+    r.change(&table(), insert(0x302)).unwrap();
     r.abort();
     drop(r);
     let last = &fake.requests.last().unwrap().1;
     assert_eq!(last["requests"][0]["stmt"]["sql"], "ROLLBACK", "{last}");
-    assert_eq!(fake.progress, None, "no progress recorded");
+    assert_eq!(
+        fake.progress,
+        Some(0x200),
+        "the closed groups committed, the open transaction rolled back"
+    );
+}
+
+/// A group that fills a request closes at the next source commit: a long catch-up reaches Turso
+/// in steps, each a Turso transaction of whole source transactions with its own progress.
+#[test]
+fn a_full_group_closes_at_a_source_commit() {
+    let mut fake = Fake::default();
+    let limits = Limits {
+        max_records: 3,
+        ..Limits::default()
+    };
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), limits).with_group_commit();
+    let mut open = vec![];
+    for (i, lsn) in (1..=8u64).map(|n| n * 0x100).enumerate() {
+        r.begin(lsn, i as u32 + 1).unwrap();
+        r.change(&table(), insert(i as i64)).unwrap();
+        r.change(&table(), insert(i as i64 + 100)).unwrap();
+        r.commit().unwrap();
+        open.push(r.held.is_some());
+    }
+    r.finish_group().unwrap();
+    drop(r);
+    // Two rows a transaction, three records a request: a group never holds more than two
+    // transactions (a second one fills its request), and some hold two.
+    let commits: Vec<Json> = txns(&fake)
+        .iter()
+        .flat_map(|(_, b)| all_steps(b))
+        .filter(|s| s["stmt"]["sql"] == "COMMIT")
+        .collect();
+    assert!(
+        (4..8).contains(&commits.len()),
+        "{} Turso transactions for 8 source transactions ({open:?})",
+        commits.len()
+    );
+    assert!(
+        !open.windows(2).any(|w| w[0] && w[1]),
+        "no group stayed open over a full request: {open:?}"
+    );
+    assert_eq!(fake.progress, Some(0x800));
+}
+
+/// A group open for `group_max_ms` closes at the next source commit, however small.
+#[test]
+fn an_old_group_closes_at_a_source_commit() {
+    let mut fake = Fake::default();
+    let mut r = Replicator::new(&mut fake, "sys".into(), "slot".into(), Limits::default())
+        .with_group_commit()
+        .with_group_max_age(Duration::from_millis(30));
+    r.begin(0x100, 1).unwrap();
+    r.change(&table(), insert(1)).unwrap();
+    r.commit().unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+    r.begin(0x200, 2).unwrap();
+    r.change(&table(), insert(2)).unwrap();
+    r.commit().unwrap();
+    r.begin(0x300, 3).unwrap();
+    r.change(&table(), insert(3)).unwrap();
+    r.commit().unwrap();
+    assert_eq!(r.finish_group().unwrap(), Some(0x300));
+    drop(r);
+    // 0/100 and 0/200 (committed when the group was over 30 ms old), then 0/300.
+    assert_eq!(txns(&fake).len(), 2);
+    assert_eq!(fake.progress, Some(0x300));
 }
 
 #[test]
