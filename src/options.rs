@@ -100,8 +100,9 @@ pub struct Options {
     /// transactions) instead of after PostgreSQL has spilled them to disk.
     pub streaming: bool,
     /// Group commit (`group_commit`): decoded transactions go to Turso together at the end of
-    /// the decoding call. Only for pgturso's publication worker, which decodes with
-    /// `pg_logical_slot_peek_changes` and advances the slot once Turso has committed.
+    /// the decoding call (or earlier, see `group_max`). Only for pgturso's publication worker
+    /// and SQL API, which decode with `pg_logical_slot_peek_changes` and advance the slot once
+    /// Turso has committed.
     pub group_commit: bool,
     /// `group_max_ms`: with group commit, a group open this long is committed at the next
     /// source commit (the next one starts another).
@@ -446,13 +447,14 @@ fn parse_token(v: &str) -> Result<Option<String>, PgTursoError> {
     Ok((!t.is_empty()).then(|| t.to_string()))
 }
 
-/// `{"<relation OID>": "xmin:xmax:xip,...", ...}`.
 /// `16384` or `16384,16390`: positive OIDs, at least one.
 fn parse_oids(v: &str) -> Option<Vec<u32>> {
     v.split(',')
         .map(|o| o.trim().parse::<u32>().ok().filter(|&o| o > 0))
         .collect::<Option<Vec<u32>>>()
 }
+
+/// `{"<relation OID>": "xmin:xmax:xip,...", ...}`.
 
 fn parse_skip_snapshots(v: &str) -> Option<std::collections::HashMap<u32, SkipSnapshot>> {
     let map: std::collections::HashMap<String, String> = serde_json::from_str(v).ok()?;

@@ -335,8 +335,8 @@ fn take_group_commit_armed(slot: &str) -> bool {
         == Some(slot)
 }
 
-/// This process is pgturso's publication worker (see `crate::worker`), the only user of
-/// `group_commit`.
+/// This process is pgturso's publication worker (see `crate::worker`), which may use
+/// `group_commit` (the SQL API arms each of its calls, see [`arm_group_commit`]).
 fn in_publication_worker() -> bool {
     // SAFETY: reads process globals set at startup; the entry is set in background workers.
     unsafe {
