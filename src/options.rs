@@ -455,7 +455,6 @@ fn parse_oids(v: &str) -> Option<Vec<u32>> {
 }
 
 /// `{"<relation OID>": "xmin:xmax:xip,...", ...}`.
-
 fn parse_skip_snapshots(v: &str) -> Option<std::collections::HashMap<u32, SkipSnapshot>> {
     let map: std::collections::HashMap<String, String> = serde_json::from_str(v).ok()?;
     map.into_iter()
