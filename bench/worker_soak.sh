@@ -13,7 +13,8 @@
 # it touches more of them).
 # Then the worker's CPU time (utime + stime, /proc/<pid>/stat) over 30 s with no writes at all, and
 # over 30 s while a table outside the publication gets 10 one-row transactions a second (the worker
-# still decodes that WAL, and skips it); last, whether Turso's s equals PostgreSQL's.
+# still decodes that WAL, and skips it), and over 30 s while pgbench writes that table as fast as
+# it can (one-row transactions, 2 clients); last, whether Turso's s equals PostgreSQL's.
 # Usage: bash bench/worker_soak.sh [ROUNDS]   (default 20 rounds = 1,000,000 changes)
 # Options (environment): PGTURSO_BENCH_SKIP_SETUP=1 (use the pgturso.so already installed),
 # PGTURSO_BENCH_PGBIN (a PostgreSQL bin directory to use instead of the system one; export
@@ -98,6 +99,15 @@ END
 \$\$" >/dev/null
 c1=$(ticks); t1=$(now)
 busy=$(calc "f'{($c1 - $c0) / $hz / ($t1 - $t0) * 100:.2f}'")
+# The same table written as fast as pgbench can (the worker's steps then run back to back, each
+# decoding WAL it skips).
+echo "INSERT INTO other(t) VALUES (clock_timestamp());" > "$WORK/other.sql"
+c0=$(ticks); t0=$(now)
+flat_out=$(pgbench -n -c 2 -j 2 -T "$IDLE_S" -f "$WORK/other.sql" postgres 2>&1)
+c1=$(ticks); t1=$(now)
+flat=$(calc "f'{($c1 - $c0) / $hz / ($t1 - $t0) * 100:.2f}'")
+flat_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$flat_out" | head -1)
+[ -n "$flat_tps" ] || fail "no tps in pgbench's output: $flat_out"
 caught_up "$slot" "NULL;" >/dev/null
 [ "$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pgturso publication'")" = "$pid" ] ||
   fail "the worker ($pid) restarted: see $WORK/pg/server.log"
@@ -111,6 +121,7 @@ read -r txns rows state <<<"$(q -F ' ' -c "SELECT txns, rows, state FROM pgturso
 echo "replicated by the worker: $txns transactions, $rows row changes (state $state)"
 echo "worker CPU, ${IDLE_S} s with no writes: $idle% of one core (WAL written meanwhile: $idle_wal kB)"
 echo "worker CPU, ${IDLE_S} s with $OTHER_RATE one-row transactions/s into a table outside the publication: $busy% of one core"
+echo "worker CPU, ${IDLE_S} s while pgbench writes that table at full speed ($flat_tps one-row transactions/s): $flat% of one core"
 echo "tables equal: $equal"
 met() { if python3 -c "import sys; sys.exit(0 if $1 else 1)"; then echo met; else echo missed; fi; }
 # Flat memory: round 1 warms the caches (catalog and relation caches, the decoding context's first

@@ -170,17 +170,24 @@ LANGUAGE sql STABLE AS $$
     SELECT coalesce(nullif(current_setting('pgturso.group_max_ms', true), ''), '200')
 $$;
 
--- After a decoding call that replicated something: when slot `slot`'s restart point trails its
--- confirmed position by more than 256 kB, a record of the running transactions goes into the WAL
--- (as the background writer writes every 15 s), so that the next call can start decoding from
--- there instead of reading that WAL again (see src/decoding/slot.rs).
-CREATE FUNCTION pgturso._keep_restart_close(slot text) RETURNS void
+-- After a decoding call: when slot `slot`'s restart point trails its confirmed position by more
+-- than 256 kB, a record of the running transactions goes into the WAL (as the background writer
+-- writes every 15 s), so that the next call can start decoding from there instead of reading
+-- that WAL again (see src/decoding/slot.rs). After a call that replicated nothing, at most once a
+-- second per session: while a long transaction keeps the restart point where it is, each record
+-- would otherwise be new WAL for the next call to read, and so on.
+CREATE FUNCTION pgturso._keep_restart_close(slot text, replicated boolean) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    last float8 := nullif(current_setting('pgturso.restart_record_at', true), '')::float8;
+    now_s float8 := extract(epoch FROM clock_timestamp());
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_replication_slots s
-                WHERE s.slot_name = _keep_restart_close.slot
-                  AND pg_wal_lsn_diff(s.confirmed_flush_lsn, s.restart_lsn) > 256 * 1024) THEN
+    IF (replicated OR last IS NULL OR now_s - last >= 1)
+       AND EXISTS (SELECT 1 FROM pg_replication_slots s
+                    WHERE s.slot_name = _keep_restart_close.slot
+                      AND pg_wal_lsn_diff(s.confirmed_flush_lsn, s.restart_lsn) > 256 * 1024) THEN
         PERFORM pgturso._log_running_transactions();
+        PERFORM set_config('pgturso.restart_record_at', now_s::text, false);
     END IF;
 END
 $$;
@@ -213,9 +220,7 @@ BEGIN
                                         'group_commit', 'on', 'group_max_ms', pgturso._group_max_ms(),
                                         'skip_snapshots', coalesce(snaps, '{}')::text) x;
     PERFORM pg_replication_slot_advance(slot, greatest(flushed, coalesce(last, flushed)));
-    IF n > 0 THEN
-        PERFORM pgturso._keep_restart_close(slot);
-    END IF;
+    PERFORM pgturso._keep_restart_close(slot, n > 0);
     -- The call read every transaction the copies' snapshots could contain.
     UPDATE pgturso.replications r SET copy_snapshot = NULL
      WHERE r.slot = _decode_tables.slot AND r.copy_snapshot IS NOT NULL;
@@ -982,9 +987,7 @@ BEGIN
                   'skip_snapshots', coalesce(r.copy_snapshots, '{}')) x;
         PERFORM pg_replication_slot_advance(r.slot,
             CASE WHEN n < max_txns THEN greatest(flushed, coalesce(last, flushed)) ELSE last END);
-        IF n > 0 THEN
-            PERFORM pgturso._keep_restart_close(r.slot);
-        END IF;
+        PERFORM pgturso._keep_restart_close(r.slot, n > 0);
         UPDATE pgturso.publications x
            SET state = 'streaming', txns = x.txns + n, rows = x.rows + nrows,
                -- Caught up with the WAL flushed at the start: what came since was committed
