@@ -276,6 +276,7 @@ DECLARE
     c record;
     r pgturso.replications;
     tslot text;
+    have_slot boolean;
     fresh boolean := false;
     other text;
     snap text;
@@ -286,11 +287,11 @@ BEGIN
     SELECT * INTO c FROM pgturso._credentials(tbl);
     tslot := pgturso._target_slot(c.url_fn, c.token_fn);
     PERFORM pgturso._lock_slot(tslot);
+    have_slot := EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = tslot);
     SELECT * INTO r FROM pgturso.replications x WHERE x.relid = tbl;
     -- Copied through this slot already (a table whose credential functions changed goes to
     -- another Turso database: it is copied there).
-    IF NOT (coalesce(r.synced, false) AND r.slot IS NOT DISTINCT FROM tslot
-            AND EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = tslot)) THEN
+    IF NOT (coalesce(r.synced, false) AND r.slot IS NOT DISTINCT FROM tslot AND have_slot) THEN
         IF current_setting('transaction_isolation') <> 'read committed' THEN
             RAISE EXCEPTION 'the initial copy of "%" needs READ COMMITTED', tbl
                 USING ERRCODE = 'invalid_transaction_state',
@@ -312,10 +313,9 @@ BEGIN
         -- A slot that no copied table uses is left from a call that failed: made anew, so that
         -- the copy resets the progress it may have left in Turso. Creating a slot must come
         -- before any write in this transaction.
-        IF NOT EXISTS (SELECT 1 FROM pgturso.replications x WHERE x.slot = tslot AND x.synced
-                                                               AND x.relid <> tbl)
-           OR NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = tslot) THEN
-            IF EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = tslot) THEN
+        IF NOT have_slot OR NOT EXISTS (SELECT 1 FROM pgturso.replications x
+                                         WHERE x.slot = tslot AND x.synced AND x.relid <> tbl) THEN
+            IF have_slot THEN
                 PERFORM pg_drop_replication_slot(tslot);
             END IF;
             PERFORM pgturso._create_slot(tslot);
